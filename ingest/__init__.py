@@ -1,0 +1,1 @@
+"""Getting files into the index: scanning, parsing, chunking, the pipeline, watching."""

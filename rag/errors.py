@@ -1,0 +1,110 @@
+"""Every error Archivist raises on purpose, each with a message written for the person reading it.
+
+    ArchivistError
+    ├── ConfigError                 a setting is invalid
+    ├── IndexLockedError            another process owns the index (names it and its pid)
+    ├── DocumentError               one file could not be indexed; the run goes on
+    │   ├── SkippedDocument         deliberately not indexed (unsupported type, too large)
+    │   │   ├── UnsupportedFileType
+    │   │   └── FileTooLarge
+    │   └── FailedDocument          tried and could not read it
+    │       ├── EmptyFile
+    │       ├── NotText             binary content behind a text extension
+    │       ├── EncryptedFile
+    │       ├── DamagedFile
+    │       ├── NoTextLayer         image-only PDF
+    │       └── UnreadableFile      permission denied, vanished while being read, I/O error
+    └── LLMError                    talking to the language model failed
+        ├── LLMUnavailable          server not reachable
+        ├── ModelMissing            server up, model not pulled
+        ├── LLMTimeout
+        └── LLMResponseError        the server answered with an error
+
+The faces (CLI, UI) catch ArchivistError in exactly one place each and show `str(error)`.
+"""
+
+from __future__ import annotations
+
+
+class ArchivistError(Exception):
+    """Base of every error Archivist raises on purpose."""
+
+
+class ConfigError(ArchivistError):
+    """A setting has a value Archivist cannot use."""
+
+
+class IndexLockedError(ArchivistError):
+    """Another process is writing to the index in this data folder."""
+
+
+class DocumentError(ArchivistError):
+    """One file could not be indexed. `reason` is short and fit for a status column."""
+
+    status = "failed"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SkippedDocument(DocumentError):
+    """A file Archivist chose not to index."""
+
+    status = "skipped"
+
+
+class UnsupportedFileType(SkippedDocument):
+    pass
+
+
+class FileTooLarge(SkippedDocument):
+    pass
+
+
+class FailedDocument(DocumentError):
+    """A file Archivist tried to read and could not."""
+
+
+class EmptyFile(FailedDocument):
+    pass
+
+
+class NotText(FailedDocument):
+    pass
+
+
+class EncryptedFile(FailedDocument):
+    pass
+
+
+class DamagedFile(FailedDocument):
+    pass
+
+
+class NoTextLayer(FailedDocument):
+    pass
+
+
+class UnreadableFile(FailedDocument):
+    pass
+
+
+class LLMError(ArchivistError):
+    """Talking to the language model failed; the message says what to do."""
+
+
+class LLMUnavailable(LLMError):
+    pass
+
+
+class ModelMissing(LLMError):
+    pass
+
+
+class LLMTimeout(LLMError):
+    pass
+
+
+class LLMResponseError(LLMError):
+    pass

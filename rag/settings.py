@@ -1,0 +1,107 @@
+"""The one settings object: every tunable value, its default, and where the environment is read.
+
+Precedence: explicit keyword arguments (command-line flags) > environment variables > defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag.errors import ConfigError
+
+Effort = Literal["low", "medium", "high"]
+
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+DEFAULT_MODEL = "gpt-oss:20b"
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("archivist", appauthor=False))
+
+
+def normalise_ollama_host(value: str) -> str:
+    """Accept the forms Ollama itself accepts for OLLAMA_HOST: `host`, `host:port`, or a full URL."""
+    value = value.strip().rstrip("/")
+    if not value:
+        return DEFAULT_OLLAMA_HOST
+    if "://" not in value:
+        value = "http://" + value
+    scheme, rest = value.split("://", 1)
+    host = rest.split("/", 1)[0]
+    if host.startswith("0.0.0.0"):  # a bind address, not a destination: Ollama's own client does the same
+        host = "127.0.0.1" + host[len("0.0.0.0") :]
+    if ":" not in host.rsplit("]", 1)[-1]:
+        host += ":11434"
+    return f"{scheme}://{host}"
+
+
+class Settings(BaseSettings):
+    """Everything Archivist can be told. Each field names its environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="ARCHIVIST_", extra="ignore", validate_default=True)
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Folder holding the index (catalog, vectors). ARCHIVIST_DATA_DIR.",
+    )
+    # LLM
+    ollama_host: str = Field(
+        DEFAULT_OLLAMA_HOST,
+        validation_alias=AliasChoices("OLLAMA_HOST", "ARCHIVIST_OLLAMA_HOST"),
+        description="Where Ollama listens. OLLAMA_HOST, as Ollama's own tools read it.",
+    )
+    model: str = Field(DEFAULT_MODEL, description="Ollama model tag. ARCHIVIST_MODEL.")
+    effort: Effort = Field("medium", description="gpt-oss reasoning effort. ARCHIVIST_EFFORT.")
+    num_ctx: int = Field(16384, ge=2048, description="Context window sent on every request.")
+    num_predict: int = Field(
+        4096, ge=64, description="Cap on generated tokens (reasoning + answer); stops reasoning loops."
+    )
+    temperature: float = Field(1.0, ge=0.0, le=2.0, description="gpt-oss recommends 1.0.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="gpt-oss recommends 1.0.")
+    llm_timeout_s: float = Field(300.0, gt=0, description="Seconds to wait for the LLM to respond.")
+    # Retrieval
+    sources: int = Field(6, ge=1, le=50, description="Passages given to the LLM per question.")
+    search_k: int = Field(10, ge=1, le=1000, description="Hits `archivist search` shows by default.")
+    # Ingest
+    chunk_tokens: int = Field(200, ge=32, le=256, description="Chunk size in embedding-model tokens.")
+    chunk_overlap_tokens: int = Field(32, ge=0, le=128, description="Tokens repeated between chunks.")
+    max_file_mb: float = Field(200.0, gt=0, description="Larger files are skipped.")
+    pdf_passwords: list[str] = Field(
+        default_factory=list, description="Passwords tried on encrypted PDFs (the empty one always is)."
+    )
+    embed_batch_size: int = Field(64, ge=1, description="Texts per embedding batch.")
+    embedding_model_dir: Path | None = Field(
+        None, description="Folder of a sentence-transformers model; default: the packaged all-MiniLM-L6-v2."
+    )
+
+    @field_validator("ollama_host")
+    @classmethod
+    def _normalise_host(cls, value: str) -> str:
+        return normalise_ollama_host(value)
+
+    @field_validator("data_dir", "embedding_model_dir")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, with command-line values (not None) taking precedence."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'settings'}: {item['msg']}"
+            for item in error.errors()
+        )
+        raise ConfigError(f"Invalid settings: {problems}") from None

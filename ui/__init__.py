@@ -1,0 +1,1 @@
+"""Archivist's faces: the `archivist` command line and the Streamlit page."""
