@@ -1,0 +1,66 @@
+# Archivist: `make run DOCS=<folder>` serves the page; `make test` runs every test. Both set up .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# torch first and pinned: 2.13.0 is a CPU build; an unpinned torch pulled in by sentence-transformers
+# would be a multi-GB CUDA build.
+TORCH := torch==2.13.0
+DOCS ?= $(HOME)/Documents
+HOST ?= 127.0.0.1
+PORT ?= 8501
+PYTEST_ARGS ?=
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help install dev run test lint bench-ingest bench-query clean constraints
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null || { echo "Archivist needs $(PYTHON) (Python 3.11+) on PATH, or PYTHON=/path/to/python3"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamps make both targets idempotent and fast once done; editing pyproject.toml or constraints re-runs them.
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	@touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@command -v chromium >/dev/null || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@touch $@
+
+install: $(VENV)/.installed  ## create .venv with what the app needs (idempotent)
+
+dev: $(VENV)/.dev-installed  ## install + the test tools (pytest, Playwright, Debian's Chromium)
+
+run: install  ## index and watch DOCS, and serve the page at http://127.0.0.1:8501
+	$(BIN)/archivist ui "$(DOCS)" --host $(HOST) --port $(PORT)
+
+test: dev  ## run the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: dev  ## ruff and mypy
+	$(BIN)/ruff check rag ingest ui tests bench
+	$(BIN)/mypy
+
+bench-ingest: install  ## ingest throughput and incremental-update timings (prints JSON)
+	$(BIN)/python bench/ingest.py
+
+bench-query: install  ## retrieval latency (prints JSON)
+	$(BIN)/python bench/query.py
+
+clean:  ## remove the virtual environment and caches (not your index)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+
+constraints: install  ## re-pin constraints.txt from the working .venv
+	{ sed -n '1,2p' constraints.txt; $(BIN)/pip freeze | grep -v -E '^(-e|archivist|torch==)' | grep -v '@ file'; } > constraints.new && mv constraints.new constraints.txt

@@ -1,0 +1,129 @@
+"""Cutting a parsed document into chunks sized in the embedding model's tokens.
+
+Chunks are packed from whole paragraphs (blocks); a paragraph too long for one chunk is cut at sentence
+boundaries, and a sentence too long at word boundaries. A new section (heading path) always starts a new
+chunk, so an edit in one section never moves the boundaries of another. Consecutive chunks of a section
+share a small overlap of whole sentences, so a fact split across a boundary is still found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from ingest.document import Block
+from rag.index import NewChunk
+from rag.sentences import split_sentences
+
+TokenCounter = Callable[[str], int]
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A unit the packer never splits: a paragraph, or a sentence or word run of a long one."""
+
+    text: str
+    page: int
+    tokens: int
+    paragraph_start: bool  # first piece of its paragraph: joined with a blank line, not a space
+
+
+def _split_long(text: str, limit: int, count: TokenCounter) -> list[str]:
+    """Cut text that exceeds `limit` tokens: at sentences, then at words."""
+    parts: list[str] = []
+    for sentence in split_sentences(text) or [None]:
+        piece = sentence.text if sentence else text
+        if count(piece) <= limit:
+            parts.append(piece)
+            continue
+        words: list[str] = []
+        for word in piece.split():
+            if words and count(" ".join([*words, word])) > limit:
+                parts.append(" ".join(words))
+                words = []
+            words.append(word)
+        if words:
+            parts.append(" ".join(words))
+    return parts
+
+
+def _pieces(blocks: Sequence[Block], limit: int, count: TokenCounter) -> list[_Piece]:
+    pieces: list[_Piece] = []
+    for block in blocks:
+        text = block.text.strip()
+        if not text:
+            continue
+        tokens = count(text)
+        if tokens <= limit:
+            pieces.append(_Piece(text, block.page, tokens, True))
+            continue
+        for position, part in enumerate(_split_long(text, limit, count)):
+            pieces.append(_Piece(part, block.page, count(part), position == 0))
+    return pieces
+
+
+def _join(pieces: Iterable[_Piece]) -> str:
+    out = ""
+    for piece in pieces:
+        if out:
+            out += "\n\n" if piece.paragraph_start else " "
+        out += piece.text
+    return out
+
+
+def _sections(blocks: Sequence[Block]) -> list[tuple[tuple[str, ...], list[Block]]]:
+    sections: list[tuple[tuple[str, ...], list[Block]]] = []
+    for block in blocks:
+        if not sections or sections[-1][0] != block.headings:
+            sections.append((block.headings, []))
+        sections[-1][1].append(block)
+    return sections
+
+
+def chunk_blocks(
+    blocks: Sequence[Block], count_tokens: TokenCounter, max_tokens: int = 200, overlap_tokens: int = 32
+) -> list[NewChunk]:
+    """Chunks in document order, each at most about `max_tokens` tokens, with page range and headings."""
+    if max_tokens < 8:
+        raise ValueError("max_tokens must be at least 8")
+    overlap_tokens = min(overlap_tokens, max_tokens // 4)
+    chunks: list[NewChunk] = []
+    for headings, section in _sections(blocks):
+        pieces = _pieces(section, max_tokens - overlap_tokens, count_tokens)
+        current: list[_Piece] = []
+        size = 0
+        for piece in pieces:
+            if current and size + piece.tokens > max_tokens:
+                chunks.append(_make(current, headings))
+                current = _overlap(current, overlap_tokens)
+                size = sum(p.tokens for p in current)
+            current.append(piece)
+            size += piece.tokens
+        if current:
+            chunks.append(_make(current, headings))
+    return chunks
+
+
+def _overlap(previous: list[_Piece], overlap_tokens: int) -> list[_Piece]:
+    """The last whole sentences of the previous chunk, up to `overlap_tokens`, to lead the next one."""
+    if overlap_tokens <= 0 or not previous:
+        return []
+    tail = previous[-1]
+    kept: list[_Piece] = []
+    size = 0
+    for sentence in reversed(split_sentences(tail.text)):
+        tokens = max(1, round(tail.tokens * len(sentence.text) / max(len(tail.text), 1)))
+        if size + tokens > overlap_tokens:
+            break
+        kept.insert(0, _Piece(sentence.text, tail.page, tokens, not kept and tail.paragraph_start))
+        size += tokens
+    return [_Piece(p.text, p.page, p.tokens, i == 0) for i, p in enumerate(kept)]
+
+
+def _make(pieces: list[_Piece], headings: tuple[str, ...]) -> NewChunk:
+    return NewChunk(
+        text=_join(pieces),
+        page_start=min(p.page for p in pieces),
+        page_end=max(p.page for p in pieces),
+        headings=headings,
+    )

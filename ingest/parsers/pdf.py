@@ -1,0 +1,216 @@
+"""Reads PDFs with pypdf: each page's text as paragraph blocks that keep their 1-based page number.
+
+Encrypted files are tried with the empty password, then with each configured one. Damaged files are
+read in pypdf's forgiving (non-strict) mode; what pypdf had to work around becomes a document warning
+rather than a log line, and one page that cannot be read costs that page, not the file.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import re
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from pypdf import PasswordType, PdfReader
+from pypdf.errors import DependencyError
+
+from ingest.document import Block, ParsedDocument
+from rag.errors import DamagedFile, EmptyFile, EncryptedFile, NoTextLayer
+
+logger = logging.getLogger(__name__)
+
+# pypdf reports repairs through the "pypdf" logger and the warnings module, both process-wide, so
+# files are read one at a time to keep each file's messages its own. pypdf is pure Python and holds
+# the GIL: reading PDFs in parallel threads would gain little anyway.
+_PYPDF_LOCK = threading.Lock()
+_MAX_NOTES = 3
+
+# Control characters, C1 controls, private-use code points (glyph ids of symbol fonts) and the
+# replacement character (glyphs a broken font could not map): noise that no one searches for.
+_JUNK = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ue000-\uf8ff\ufffd\U000f0000-\U0010ffff]")
+_LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "ﬆ": "st"})
+_TERMINAL = re.compile(r"[.!?:;][\"'”’»)\]]*$")
+# Below this many characters per line there is no telling wrapped prose from a table or a list.
+_MIN_WRAP_WIDTH = 30
+_WRAP_SHARE = 0.75
+
+
+def parse(data: bytes, passwords: Sequence[str] = ()) -> ParsedDocument:
+    """Parse a PDF into paragraph blocks per page; `passwords` are tried after the empty one."""
+    with _PYPDF_LOCK, _pypdf_messages() as messages:
+        reader = _open(data, passwords)
+        try:
+            page_count = len(reader.pages)
+        except Exception as error:  # a broken page tree fails in pypdf in many different ways
+            raise DamagedFile(f"damaged PDF: {_short(error)}") from error
+        if page_count == 0:
+            raise EmptyFile("empty PDF (no pages)")
+        pages, failed = _read_pages(reader, page_count)
+    return assemble(pages, failed, messages)
+
+
+def assemble(pages: dict[int, list[str]], failed: Sequence[int], messages: Sequence[str]) -> ParsedDocument:
+    """Build the document from each page's paragraphs (by page number), saying what went missing."""
+    blocks = tuple(Block(text=text, page=number) for number, texts in pages.items() for text in texts)
+    if not blocks:
+        if failed:
+            raise DamagedFile(f"damaged PDF: text extraction failed ({_page_list(failed)})")
+        raise NoTextLayer("no text layer (scanned or image-only PDF)")
+    notes: list[str] = []
+    if failed:
+        notes.append(f"{_page_list(failed)}: text extraction failed")
+    empty = [number for number, texts in pages.items() if not texts and number not in failed]
+    if empty:
+        notes.append(f"{_page_list(empty)}: no text layer")
+    if messages:
+        unique = list(dict.fromkeys(messages))
+        more = f" (+{len(unique) - _MAX_NOTES} more)" if len(unique) > _MAX_NOTES else ""
+        notes.append(f"damaged PDF structure, repaired while reading: {'; '.join(unique[:_MAX_NOTES])}{more}")
+    return ParsedDocument(kind="pdf", page_count=len(pages), blocks=blocks, warnings=tuple(notes))
+
+
+def _open(data: bytes, passwords: Sequence[str]) -> PdfReader:
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        encrypted = reader.is_encrypted
+    except Exception as error:  # pypdf raises its own errors but also KeyError, ValueError, ... on junk
+        raise DamagedFile(f"damaged PDF: {_short(error)}") from error
+    if encrypted:
+        _unlock(reader, passwords)
+    return reader
+
+
+def _unlock(reader: PdfReader, passwords: Sequence[str]) -> None:
+    """Decrypt with the empty password (owner-only protection) or one of `passwords`."""
+    for password in ("", *passwords):
+        try:
+            if reader.decrypt(password) != PasswordType.NOT_DECRYPTED:
+                return
+        except DependencyError as error:  # AES without the `cryptography` package
+            raise EncryptedFile(f"encrypted: cannot decrypt here ({_short(error)})") from error
+        except NotImplementedError as error:
+            raise EncryptedFile(f"encrypted with an unsupported method ({_short(error)})") from error
+        except Exception as error:
+            raise DamagedFile(f"damaged PDF: unreadable encryption data ({_short(error)})") from error
+    raise EncryptedFile("encrypted: needs a password")
+
+
+def _read_pages(reader: PdfReader, page_count: int) -> tuple[dict[int, list[str]], list[int]]:
+    """Each page's paragraphs by 1-based page number, and the pages whose extraction failed."""
+    pages: dict[int, list[str]] = {}
+    failed: list[int] = []
+    for number in range(1, page_count + 1):
+        try:
+            raw = reader.pages[number - 1].extract_text()
+        except Exception as error:  # one bad content stream or font must not cost the other pages
+            logger.debug("page %d: text extraction failed: %r", number, error)
+            failed.append(number)
+            raw = ""
+        pages[number] = page_paragraphs(raw)
+    return pages, failed
+
+
+def page_paragraphs(text: str) -> list[str]:
+    """Split one page's extracted text into paragraphs, joining wrapped lines and hyphenated words.
+
+    pypdf gives one line per printed line and rarely a blank line between paragraphs. A line that
+    reaches (nearly) the width of the page's longest lines was wrapped and is joined to the next with a
+    space; a shorter line keeps its line break (headings, list items, table rows). A short line that
+    ends a sentence after a wrapped line is the last line of a paragraph, so it ends the block.
+    """
+    text = re.sub("\u00ad[ \t]*\n", "", text).replace("\u00ad", "")  # soft hyphens at line ends
+    text = _JUNK.sub("", text.translate(_LIGATURES).replace("\r\n", "\n").replace("\r", "\n"))
+    lines = [" ".join(line.split()) for line in text.replace("\f", "\n\n").split("\n")]
+    widths = sorted(len(line) for line in lines if line)
+    if not widths:
+        return []
+    reference = widths[int(0.9 * (len(widths) - 1))]
+    full_width = _WRAP_SHARE * reference if reference >= _MIN_WRAP_WIDTH else math.inf
+    found: list[str] = []
+    current = ""
+    wrapped = False  # the previous line of `current` reached the margin
+    for line in lines:
+        if not line:
+            if current:
+                found.append(current)
+            current, wrapped = "", False
+            continue
+        current = _join(current, line, wrapped) if current else line
+        after_wrap, wrapped = wrapped, len(line) >= full_width
+        if after_wrap and not wrapped and _TERMINAL.search(line):
+            found.append(current)
+            current, wrapped = "", False
+    if current:
+        found.append(current)
+    return found
+
+
+def _join(current: str, line: str, wrapped: bool) -> str:
+    # "exam-" + "ple" is "example" only when both sides are lower-case letters and the next word has
+    # no hyphen of its own ("state-" + "of-the-art" stays as it is).
+    if (
+        current.endswith("-")
+        and len(current) > 1
+        and current[-2].islower()
+        and line[0].islower()
+        and "-" not in line.split(" ", 1)[0]
+    ):
+        return current[:-1] + line
+    return current + (" " if wrapped else "\n") + line
+
+
+def _page_list(numbers: Sequence[int]) -> str:
+    """ "page 3", "pages 3, 7" or "pages 1-40, 42": ranges keep a long scanned stretch readable."""
+    spans: list[list[int]] = []
+    for number in numbers:
+        if spans and number == spans[-1][-1] + 1:
+            spans[-1].append(number)
+        else:
+            spans.append([number])
+    text = ", ".join(f"{span[0]}-{span[-1]}" if len(span) > 2 else ", ".join(map(str, span)) for span in spans)
+    return f"{'pages' if len(numbers) > 1 else 'page'} {text}"
+
+
+@contextmanager
+def _pypdf_messages() -> Iterator[list[str]]:
+    """Collect what pypdf logs or warns while reading, instead of letting it reach the console."""
+    messages: list[str] = []
+    handler = _Collector(messages)
+    pypdf_logger = logging.getLogger("pypdf")
+    propagate = pypdf_logger.propagate
+    pypdf_logger.addHandler(handler)
+    pypdf_logger.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield messages
+            finally:
+                messages.extend(str(warning.message) for warning in caught)
+    finally:
+        pypdf_logger.removeHandler(handler)
+        pypdf_logger.propagate = propagate
+    for message in messages:
+        logger.debug("pypdf: %s", message)
+
+
+class _Collector(logging.Handler):
+    """A logging handler that keeps the messages of warnings and worse in a list."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages = messages
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _short(error: BaseException) -> str:
+    """The first line of an error's message, short enough for a status column."""
+    message = str(error).strip()
+    return message.splitlines()[0][:120] if message else type(error).__name__

@@ -1,0 +1,182 @@
+"""Keeping the index in step with folders: watchdog events, coalesced per path and debounced.
+
+Every event only marks a path as dirty. A worker thread picks up a path once it has been quiet for a
+moment and its size and mtime have stopped changing (so a file still being copied is read once, whole),
+then asks the Ingester to index it, or to forget it if it is gone. A reconcile scan runs at start, so
+what changed while Archivist was not running is picked up too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from ingest.pipeline import FileResult, Ingester, IngestReport, absolute, is_candidate
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Dirty:
+    last_event: float
+    signature: tuple[int, int] | None  # (size, mtime_ns) when last looked at; None if absent
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_size, info.st_mtime_ns)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, mark: Callable[[str], None]) -> None:
+        self._mark = mark
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return  # reads, not changes
+        self._mark(os.fsdecode(event.src_path))
+        dest = getattr(event, "dest_path", "")
+        if dest:
+            self._mark(os.fsdecode(dest))
+
+
+class Watcher:
+    """Watches folders and applies their changes to the index until `stop()`."""
+
+    def __init__(
+        self,
+        ingester: Ingester,
+        roots: Sequence[Path],
+        quiet_seconds: float = 0.5,
+        on_report: Callable[[IngestReport], None] | None = None,
+        on_file: Callable[[FileResult], None] | None = None,
+    ) -> None:
+        self.ingester = ingester
+        self.roots = [absolute(root) for root in roots]
+        self.quiet_seconds = quiet_seconds
+        self.on_report = on_report
+        self.on_file = on_file
+        self._dirty: dict[str, _Dirty] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._worker: threading.Thread | None = None
+        self.ready = threading.Event()  # set once the first reconcile scan has finished
+        self.last_error: str | None = None
+
+    # ----- lifecycle -----
+    def start(self) -> Watcher:
+        observer = Observer()
+        handler = _Handler(self._mark)
+        for root in self.roots:
+            root.mkdir(parents=True, exist_ok=True)
+            observer.schedule(handler, str(root), recursive=True)
+        observer.daemon = True
+        observer.start()  # before the scan: nothing changed during the scan is missed
+        self._observer = observer
+        self._worker = threading.Thread(target=self._run, name="archivist-watcher", daemon=True)
+        self._worker.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout)
+        if self._worker is not None:
+            self._worker.join(timeout)
+
+    def __enter__(self) -> Watcher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._dirty)
+
+    # ----- internals -----
+    def _mark(self, raw_path: str) -> None:
+        path = absolute(Path(raw_path))
+        if not is_candidate(path, self.roots):
+            return
+        with self._lock:
+            self._dirty[str(path)] = _Dirty(time.monotonic(), _signature(path))
+        self._wake.set()
+
+    def _run(self) -> None:
+        self._reconcile()
+        self.ready.set()
+        while not self._stopping.is_set():
+            self._wake.wait(timeout=self.quiet_seconds / 2)
+            self._wake.clear()
+            try:
+                self._process(self._settled())
+            except Exception as error:  # noqa: BLE001 (the watcher must outlive any one failure)
+                self.last_error = str(error)
+                logger.exception("watcher error; re-scanning to recover")
+                self._reconcile()
+
+    def _reconcile(self) -> None:
+        try:
+            report = self.ingester.ingest_paths(self.roots, on_file=self.on_file)
+            self.ingester.index.reconcile()
+        except Exception as error:  # noqa: BLE001
+            self.last_error = str(error)
+            logger.exception("reconcile scan failed")
+            return
+        if self.on_report is not None:
+            self.on_report(report)
+
+    def _settled(self) -> list[Path]:
+        """Dirty paths that have been quiet long enough and whose size and mtime held still."""
+        now = time.monotonic()
+        ready: list[Path] = []
+        with self._lock:
+            for key, dirty in list(self._dirty.items()):
+                if now - dirty.last_event < self.quiet_seconds:
+                    continue
+                signature = _signature(Path(key))
+                if signature != dirty.signature:  # still being written: look again after another quiet spell
+                    self._dirty[key] = _Dirty(now, signature)
+                    continue
+                del self._dirty[key]
+                ready.append(Path(key))
+        return ready
+
+    def _process(self, paths: list[Path]) -> None:
+        if not paths:
+            return
+        present = [path for path in paths if path.exists()]
+        gone = [path for path in paths if not path.exists()]
+        report = IngestReport()
+        # Present paths first: a move's new path then finds its content still catalogued at the old one.
+        for path in present:
+            if path.is_dir():
+                sub = self.ingester.ingest_paths([path], on_file=self.on_file)
+                report.results.extend(sub.results)
+                report.removed.extend(sub.removed)
+            else:
+                result = self.ingester.ingest_file(path)
+                report.results.append(result)
+                if self.on_file is not None:
+                    self.on_file(result)
+        for path in gone:
+            report.removed.extend(self.ingester.remove_path(path))
+        if self.on_report is not None:
+            self.on_report(report)

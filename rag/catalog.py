@@ -1,0 +1,281 @@
+"""The SQLite catalog: the one source of truth for which documents and chunks are in the index.
+
+Chroma only holds vectors keyed by chunk id; retrieval reads every hit back through this catalog, so a
+vector the catalog does not know (an orphan left by a crash) is never shown. WAL mode lets readers in
+other processes query while the one writer commits.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.embedder import Vectors
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    id           TEXT PRIMARY KEY,
+    path         TEXT NOT NULL UNIQUE,
+    kind         TEXT,
+    content_hash TEXT,
+    size         INTEGER NOT NULL DEFAULT 0,
+    mtime_ns     INTEGER NOT NULL DEFAULT 0,
+    status       TEXT NOT NULL,          -- indexed | failed | skipped
+    error        TEXT,
+    page_count   INTEGER NOT NULL DEFAULT 0,
+    warnings     TEXT NOT NULL DEFAULT '[]',
+    updated_at   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_by_hash ON documents(content_hash);
+CREATE TABLE IF NOT EXISTS chunks (
+    id          TEXT PRIMARY KEY,
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ordinal     INTEGER NOT NULL,
+    page_start  INTEGER NOT NULL,
+    page_end    INTEGER NOT NULL,
+    headings    TEXT NOT NULL DEFAULT '[]',
+    text        TEXT NOT NULL,
+    text_hash   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id, ordinal);
+-- Vectors by (model, hash of the embedded text): unchanged, moved and duplicate text is never re-embedded.
+CREATE TABLE IF NOT EXISTS embedding_cache (
+    model     TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    vector    BLOB NOT NULL,
+    PRIMARY KEY (model, text_hash)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    id: str
+    path: str
+    kind: str | None
+    content_hash: str | None
+    size: int
+    mtime_ns: int
+    status: str
+    error: str | None
+    page_count: int
+    warnings: tuple[str, ...]
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    id: str
+    document_id: str
+    ordinal: int
+    page_start: int
+    page_end: int
+    headings: tuple[str, ...]
+    text: str
+    text_hash: str
+    path: str = ""  # filled when read joined with its document
+
+
+def _document(row: sqlite3.Row) -> DocumentRow:
+    return DocumentRow(
+        id=row["id"],
+        path=row["path"],
+        kind=row["kind"],
+        content_hash=row["content_hash"],
+        size=row["size"],
+        mtime_ns=row["mtime_ns"],
+        status=row["status"],
+        error=row["error"],
+        page_count=row["page_count"],
+        warnings=tuple(json.loads(row["warnings"])),
+        updated_at=row["updated_at"],
+    )
+
+
+def _chunk(row: sqlite3.Row) -> ChunkRow:
+    return ChunkRow(
+        id=row["id"],
+        document_id=row["document_id"],
+        ordinal=row["ordinal"],
+        page_start=row["page_start"],
+        page_end=row["page_end"],
+        headings=tuple(json.loads(row["headings"])),
+        text=row["text"],
+        text_hash=row["text_hash"],
+        path=row["path"] if "path" in row.keys() else "",  # noqa: SIM118 (sqlite3.Row has no __contains__)
+    )
+
+
+class Catalog:
+    """Documents, chunks and the embedding cache in one SQLite file. Thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: everything inside commits together or not at all."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # ----- documents -----
+    def document_by_path(self, path: str) -> DocumentRow | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM documents WHERE path = ?", (path,)).fetchone()
+        return _document(row) if row else None
+
+    def documents_with_hash(self, content_hash: str) -> list[DocumentRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM documents WHERE content_hash = ? AND status = 'indexed'", (content_hash,)
+            ).fetchall()
+        return [_document(row) for row in rows]
+
+    def documents(self, under: str | None = None) -> list[DocumentRow]:
+        """All documents, or those whose path lies under the folder `under`."""
+        with self._lock:
+            if under is None:
+                rows = self._db.execute("SELECT * FROM documents ORDER BY path").fetchall()
+            else:
+                prefix = under.rstrip("/") + "/"
+                rows = self._db.execute(
+                    "SELECT * FROM documents WHERE path = ? OR substr(path, 1, ?) = ? ORDER BY path",
+                    (under, len(prefix), prefix),
+                ).fetchall()
+        return [_document(row) for row in rows]
+
+    def status_counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT status, count(*) FROM documents GROUP BY status").fetchall()
+        return {row[0]: row[1] for row in rows}
+
+    def chunk_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    # ----- chunks -----
+    def chunks_of(self, document_id: str) -> list[ChunkRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM chunks WHERE document_id = ? ORDER BY ordinal", (document_id,)
+            ).fetchall()
+        return [_chunk(row) for row in rows]
+
+    def chunks_by_id(self, ids: Sequence[str]) -> dict[str, ChunkRow]:
+        """The chunks (with their document's path) for the ids the catalog knows; unknown ids are absent."""
+        found: dict[str, ChunkRow] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                part = list(ids[start : start + 500])
+                marks = ",".join("?" * len(part))
+                rows = self._db.execute(
+                    f"SELECT c.*, d.path AS path FROM chunks c JOIN documents d ON d.id = c.document_id "
+                    f"WHERE c.id IN ({marks})",
+                    part,
+                ).fetchall()
+                found.update((row["id"], _chunk(row)) for row in rows)
+        return found
+
+    def all_chunk_ids(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT id FROM chunks")}
+
+    # ----- embedding cache -----
+    def cached_vectors(self, model: str, text_hashes: Iterable[str]) -> dict[str, Vectors]:
+        wanted = list(dict.fromkeys(text_hashes))
+        found: dict[str, Vectors] = {}
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                marks = ",".join("?" * len(part))
+                rows = self._db.execute(
+                    f"SELECT text_hash, vector FROM embedding_cache WHERE model = ? AND text_hash IN ({marks})",
+                    [model, *part],
+                ).fetchall()
+                found.update((row[0], np.frombuffer(row[1], dtype=np.float32)) for row in rows)
+        return found
+
+    def cache_vectors(self, model: str, vectors: dict[str, Vectors]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO embedding_cache (model, text_hash, vector) VALUES (?, ?, ?)",
+                [(model, key, np.asarray(vector, dtype=np.float32).tobytes()) for key, vector in vectors.items()],
+            )
+
+    # ----- writes (call inside `transaction()`) -----
+    @staticmethod
+    def put_document(db: sqlite3.Connection, document: DocumentRow) -> None:
+        db.execute(
+            "INSERT INTO documents (id, path, kind, content_hash, size, mtime_ns, status, error, page_count,"
+            " warnings, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET"
+            " path=excluded.path, kind=excluded.kind, content_hash=excluded.content_hash,"
+            " size=excluded.size, mtime_ns=excluded.mtime_ns, status=excluded.status, error=excluded.error,"
+            " page_count=excluded.page_count, warnings=excluded.warnings, updated_at=excluded.updated_at",
+            (
+                document.id,
+                document.path,
+                document.kind,
+                document.content_hash,
+                document.size,
+                document.mtime_ns,
+                document.status,
+                document.error,
+                document.page_count,
+                json.dumps(list(document.warnings)),
+                document.updated_at or time.time(),
+            ),
+        )
+
+    @staticmethod
+    def replace_chunks(db: sqlite3.Connection, document_id: str, chunks: Sequence[ChunkRow]) -> None:
+        db.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
+        db.executemany(
+            "INSERT INTO chunks (id, document_id, ordinal, page_start, page_end, headings, text, text_hash)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (c.id, document_id, c.ordinal, c.page_start, c.page_end, json.dumps(list(c.headings)), c.text,
+                 c.text_hash)
+                for c in chunks
+            ],
+        )
+
+    @staticmethod
+    def delete_document(db: sqlite3.Connection, document_id: str) -> None:
+        db.execute("DELETE FROM documents WHERE id = ?", (document_id,))

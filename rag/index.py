@@ -1,0 +1,281 @@
+"""The index: the catalog (truth) plus the vector store plus the embedder, written in a crash-safe order.
+
+Writing one document:
+  1. give every chunk a stable id (document id + text hash), so unchanged text keeps its id;
+  2. embed only texts the embedding cache has never seen; store the new chunks' vectors;
+  3. commit the catalog (document row + chunk rows) in one transaction;
+  4. delete the vectors of chunks that are gone.
+A crash between steps leaves the catalog at the old or the new version; orphan vectors are invisible to
+search (hits are read back through the catalog) and `reconcile()` removes them and restores missing ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rag.catalog import Catalog, ChunkRow, DocumentRow
+from rag.embedder import Embedder, Vectors
+from rag.vectors import Metadata, VectorStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    """A chunk as the chunker makes it, before it has an id."""
+
+    text: str
+    page_start: int
+    page_end: int
+    headings: tuple[str, ...] = ()
+
+    @property
+    def embedding_text(self) -> str:
+        return embedding_text(self.text, self.headings)
+
+
+def embedding_text(text: str, headings: Sequence[str]) -> str:
+    """What is embedded: the heading path gives a short passage its context."""
+    return " > ".join(headings) + "\n" + text if headings else text
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What the file system says about a file, recorded to notice changes cheaply."""
+
+    path: str
+    content_hash: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class WriteResult:
+    chunks: int = 0
+    embedded: int = 0  # texts sent through the model (cache misses)
+    added_vectors: int = 0
+    removed_vectors: int = 0
+
+
+@dataclass
+class ReconcileResult:
+    orphans_removed: int = 0
+    missing_restored: int = 0
+    details: list[str] = field(default_factory=list)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def chunk_ids(document_id: str, hashes: Sequence[str]) -> list[str]:
+    """Stable ids: the same text in the same document keeps its id however the rest moves."""
+    seen: Counter[str] = Counter()
+    ids = []
+    for digest in hashes:
+        seen[digest] += 1
+        key = f"{document_id}\0{digest}\0{seen[digest]}".encode()
+        ids.append(hashlib.sha256(key).hexdigest()[:24])
+    return ids
+
+
+class Index:
+    """Catalog + vectors + embedder. Writers must hold the data folder's WriterLock."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        vectors: VectorStore,
+        embedder: Embedder | Callable[[], Embedder],
+        embed_batch_size: int = 64,
+    ) -> None:
+        self.catalog = catalog
+        self.vectors = vectors
+        self._embedder = embedder
+        self.embed_batch_size = embed_batch_size
+        # A test-only hook to stop at named steps (crash tests); None in normal use.
+        self.step_hook: Callable[[str], None] | None = None
+
+    @property
+    def embedder(self) -> Embedder:
+        """The model, loaded on first use: `status` never needs it, and loading takes seconds."""
+        if not isinstance(self._embedder, Embedder):
+            self._embedder = self._embedder()
+        return self._embedder
+
+    def close(self) -> None:
+        self.vectors.close()
+        self.catalog.close()
+
+    def _step(self, name: str) -> None:
+        if self.step_hook is not None:
+            self.step_hook(name)
+
+    # ----- writing -----
+    def write_document(
+        self,
+        facts: FileFacts,
+        kind: str,
+        page_count: int,
+        chunks: Sequence[NewChunk],
+        warnings: Sequence[str] = (),
+        on_embedded: Callable[[int], None] | None = None,
+    ) -> WriteResult:
+        existing = self.catalog.document_by_path(facts.path)
+        document_id = existing.id if existing else uuid.uuid4().hex
+        old_ids = {chunk.id for chunk in self.catalog.chunks_of(document_id)} if existing else set()
+
+        hashes = [text_hash(chunk.embedding_text) for chunk in chunks]
+        ids = chunk_ids(document_id, hashes)
+        rows = [
+            ChunkRow(id=chunk_id, document_id=document_id, ordinal=ordinal, page_start=chunk.page_start,
+                     page_end=chunk.page_end, headings=chunk.headings, text=chunk.text, text_hash=digest)
+            for ordinal, (chunk_id, digest, chunk) in enumerate(zip(ids, hashes, chunks, strict=True))
+        ]
+        fresh = [i for i, row in enumerate(rows) if row.id not in old_ids]
+        result = WriteResult(chunks=len(rows))
+        if fresh:
+            texts = {rows[i].text_hash: chunks[i].embedding_text for i in fresh}
+            vectors, result.embedded = self._vectors_for(texts, on_embedded)
+            self._step("before-vectors")
+            self.vectors.upsert(
+                [rows[i].id for i in fresh],
+                np.stack([vectors[rows[i].text_hash] for i in fresh]),
+                [self._metadata(rows[i], kind) for i in fresh],
+            )
+            result.added_vectors = len(fresh)
+        self._step("before-catalog")
+        document = DocumentRow(
+            id=document_id, path=facts.path, kind=kind, content_hash=facts.content_hash, size=facts.size,
+            mtime_ns=facts.mtime_ns, status="indexed", error=None, page_count=page_count,
+            warnings=tuple(warnings), updated_at=time.time(),
+        )
+        with self.catalog.transaction() as db:
+            Catalog.put_document(db, document)
+            Catalog.replace_chunks(db, document_id, rows)
+        self._step("after-catalog")
+        stale = sorted(old_ids - set(ids))
+        if stale:
+            self.vectors.delete(stale)
+            result.removed_vectors = len(stale)
+        return result
+
+    def record_problem(self, facts: FileFacts, status: str, reason: str, kind: str | None = None) -> None:
+        """Note a file that failed or was skipped; any older indexed version of it is removed."""
+        existing = self.catalog.document_by_path(facts.path)
+        old_ids = [chunk.id for chunk in self.catalog.chunks_of(existing.id)] if existing else []
+        document = DocumentRow(
+            id=existing.id if existing else uuid.uuid4().hex, path=facts.path, kind=kind,
+            content_hash=facts.content_hash or None, size=facts.size, mtime_ns=facts.mtime_ns, status=status,
+            error=reason, page_count=0, warnings=(), updated_at=time.time(),
+        )
+        with self.catalog.transaction() as db:
+            Catalog.put_document(db, document)
+            Catalog.replace_chunks(db, document.id, [])
+        if old_ids:
+            self.vectors.delete(old_ids)
+
+    def move_document(self, old_path: str, facts: FileFacts) -> bool:
+        """A file moved or renamed with the same content: change its path, embed nothing."""
+        existing = self.catalog.document_by_path(old_path)
+        if existing is None or self.catalog.document_by_path(facts.path) is not None:
+            return False
+        with self.catalog.transaction() as db:
+            db.execute(
+                "UPDATE documents SET path = ?, size = ?, mtime_ns = ?, updated_at = ? WHERE id = ?",
+                (facts.path, facts.size, facts.mtime_ns, time.time(), existing.id),
+            )
+        return True
+
+    def touch_document(self, facts: FileFacts) -> None:
+        """Same content, new mtime (e.g. `touch`): remember it so the next scan skips hashing."""
+        with self.catalog.transaction() as db:
+            db.execute(
+                "UPDATE documents SET size = ?, mtime_ns = ? WHERE path = ?",
+                (facts.size, facts.mtime_ns, facts.path),
+            )
+
+    def remove_document(self, path: str) -> bool:
+        existing = self.catalog.document_by_path(path)
+        if existing is None:
+            return False
+        ids = [chunk.id for chunk in self.catalog.chunks_of(existing.id)]
+        with self.catalog.transaction() as db:
+            Catalog.delete_document(db, existing.id)
+        if ids:
+            self.vectors.delete(ids)
+        return True
+
+    def reconcile(self) -> ReconcileResult:
+        """Make the vectors match the catalog exactly: drop orphans, restore what is missing."""
+        result = ReconcileResult()
+        catalog_ids = self.catalog.all_chunk_ids()
+        vector_ids = self.vectors.ids()
+        orphans = sorted(vector_ids - catalog_ids)
+        if orphans:
+            self.vectors.delete(orphans)
+            result.orphans_removed = len(orphans)
+        missing = sorted(catalog_ids - vector_ids)
+        if missing:
+            rows = list(self.catalog.chunks_by_id(missing).values())
+            texts = {row.text_hash: embedding_text(row.text, row.headings) for row in rows}
+            vectors, _ = self._vectors_for(texts, None)
+            kinds = {doc.id: doc.kind or "" for doc in self.catalog.documents()}
+            self.vectors.upsert(
+                [row.id for row in rows],
+                np.stack([vectors[row.text_hash] for row in rows]),
+                [self._metadata(row, kinds.get(row.document_id, "")) for row in rows],
+            )
+            result.missing_restored = len(rows)
+        if orphans or missing:
+            logger.info("reconciled vectors: %d orphans removed, %d restored", len(orphans), len(missing))
+        return result
+
+    # ----- helpers -----
+    def _vectors_for(
+        self, texts: dict[str, str], on_embedded: Callable[[int], None] | None
+    ) -> tuple[dict[str, Vectors], int]:
+        """Vectors for {text hash: text}, from the cache where possible; returns them and how many were new."""
+        model = self.embedder.name
+        found = self.catalog.cached_vectors(model, texts)
+        misses = [digest for digest in texts if digest not in found]
+        if misses:
+            computed = self.embedder.embed(
+                [texts[digest] for digest in misses], self.embed_batch_size, on_embedded
+            )
+            new = dict(zip(misses, computed, strict=True))
+            self.catalog.cache_vectors(model, new)
+            found.update(new)
+        return found, len(misses)
+
+    @staticmethod
+    def _metadata(row: ChunkRow, kind: str) -> Metadata:
+        # No path here: a move must not touch vectors. Retrieval reads paths from the catalog.
+        return {"document_id": row.document_id, "kind": kind, "page_start": row.page_start,
+                "page_end": row.page_end}
+
+
+def open_index(
+    data_dir: Path,
+    embedder: Embedder | Callable[[], Embedder],
+    vectors: VectorStore | None = None,
+    embed_batch_size: int = 64,
+    model_name: str | None = None,
+) -> Index:
+    """The index in `data_dir`: the catalog file plus Chroma's folder, created on first use."""
+    from rag.vectors import ChromaVectorStore
+
+    catalog = Catalog(data_dir / "catalog.sqlite3")
+    if vectors is None:
+        name = model_name or (embedder.name if isinstance(embedder, Embedder) else "all-MiniLM-L6-v2")
+        vectors = ChromaVectorStore(data_dir / "chroma", name)
+    return Index(catalog, vectors, embedder, embed_batch_size)

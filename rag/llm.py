@@ -1,0 +1,164 @@
+"""Language models that stream a reply as reasoning and answer: one interface, Ollama, and a fake."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from rag.errors import LLMError, LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
+from rag.settings import Effort, Settings
+
+logger = logging.getLogger(__name__)
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the reply as it streams: reasoning (`thinking`) and answer (`content`) kept apart."""
+
+    thinking: str = ""
+    content: str = ""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The last event of every stream."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    done_reason: str | None = None
+
+
+StreamEvent = Delta | Usage
+
+
+class ChatModel(ABC):
+    """Streams a chat reply. Implementations turn every failure into an LLMError with the exact fix."""
+
+    model: str
+    where: str  # for messages: the URL or description of the server
+
+    @abstractmethod
+    def stream(self, messages: Sequence[Message], effort: Effort) -> Iterator[StreamEvent]: ...
+
+    def check(self) -> None:  # noqa: B027 (optional: a fake has nothing to check)
+        """Raise the LLMError a request would raise (server down, model missing), cheaply and early."""
+
+
+class OllamaChat(ChatModel):
+    """gpt-oss through Ollama's /api/chat, with the official client."""
+
+    def __init__(self, settings: Settings) -> None:
+        import ollama
+
+        self.settings = settings
+        self.model = settings.model
+        self.where = settings.ollama_host
+        self._client = ollama.Client(host=settings.ollama_host, timeout=settings.llm_timeout_s)
+
+    def options(self) -> dict[str, Any]:
+        # num_ctx on every request: Ollama's default (4k-8k) would silently truncate the sources.
+        return {
+            "num_ctx": self.settings.num_ctx,
+            "num_predict": self.settings.num_predict,
+            "temperature": self.settings.temperature,
+            "top_p": self.settings.top_p,
+        }
+
+    def check(self) -> None:
+        import ollama
+
+        try:
+            installed = {model.model for model in self._client.list().models}
+        except ollama.ResponseError as error:
+            raise self._translate(error) from None
+        except (httpx.ConnectError, ConnectionError):
+            raise self._unavailable() from None
+        except httpx.HTTPError as error:
+            raise LLMResponseError(f"The connection to Ollama at {self.where} failed: {error}") from None
+        if self.model not in installed and f"{self.model}:latest" not in installed:
+            raise self._missing()
+
+    def stream(self, messages: Sequence[Message], effort: Effort) -> Iterator[StreamEvent]:
+        import ollama
+
+        try:
+            chunks = self._client.chat(
+                model=self.model, messages=list(messages), stream=True, think=effort, options=self.options(),
+                keep_alive="10m",
+            )
+            for chunk in chunks:
+                message = chunk.message
+                if message.thinking or message.content:
+                    yield Delta(thinking=message.thinking or "", content=message.content or "")
+                if chunk.done:
+                    yield Usage(chunk.prompt_eval_count, chunk.eval_count, chunk.done_reason)
+                    return
+        except ollama.ResponseError as error:
+            raise self._translate(error) from None
+        except (httpx.ConnectError, ConnectionError):
+            raise self._unavailable() from None
+        except httpx.TimeoutException:
+            raise LLMTimeout(
+                f"Ollama at {self.where} did not answer within {self.settings.llm_timeout_s:.0f} s. "
+                "It may still be loading the model: try again, or raise ARCHIVIST_LLM_TIMEOUT_S."
+            ) from None
+        except httpx.HTTPError as error:
+            raise LLMResponseError(f"The connection to Ollama at {self.where} failed: {error}") from None
+
+    def _unavailable(self) -> LLMUnavailable:
+        return LLMUnavailable(
+            f"Ollama is not reachable at {self.where}. Start it with `ollama serve` "
+            f"(or set OLLAMA_HOST to where it runs), and `ollama pull {self.model}` if you have not yet."
+        )
+
+    def _missing(self) -> ModelMissing:
+        return ModelMissing(
+            f"Ollama at {self.where} does not have the model {self.model}. "
+            f"Download it with `ollama pull {self.model}` (about 14 GB for gpt-oss:20b)."
+        )
+
+    def _translate(self, error: Any) -> LLMError:
+        text = str(getattr(error, "error", error))
+        if error.status_code == 404 and "not found" in text.lower():
+            return self._missing()
+        return LLMResponseError(f"Ollama at {self.where} reported an error: {text}")
+
+
+@dataclass
+class ScriptedReply:
+    thinking: str = ""
+    content: str = ""
+    done_reason: str = "stop"
+    error: LLMError | None = None  # raised after the reply's pieces
+
+
+@dataclass
+class ScriptedChat(ChatModel):
+    """A fake for tests: replies are queued with `enqueue`, and every call is kept in `history`."""
+
+    model: str = "scripted"
+    where: str = "in memory"
+    replies: deque[ScriptedReply] = field(default_factory=deque)
+    history: list[tuple[list[Message], str]] = field(default_factory=list)
+
+    def enqueue(self, content: str, thinking: str = "", **kwargs: Any) -> None:
+        self.replies.append(ScriptedReply(thinking=thinking, content=content, **kwargs))
+
+    def stream(self, messages: Sequence[Message], effort: Effort) -> Iterator[StreamEvent]:
+        self.history.append(([dict(m) for m in messages], effort))
+        reply = self.replies.popleft() if self.replies else ScriptedReply(content="")
+        for word in reply.thinking.split(" ") if reply.thinking else []:
+            yield Delta(thinking=word + " ")
+        for word in reply.content.split(" ") if reply.content else []:
+            yield Delta(content=word + " ")
+        if reply.error is not None:
+            raise reply.error
+        yield Usage(None, None, reply.done_reason)

@@ -1,0 +1,140 @@
+"""Where chunk vectors live: a small interface, Chroma behind it, and an in-memory twin for tests."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag import offline  # noqa: F401  (must precede chromadb)
+from rag.embedder import Vectors
+
+logger = logging.getLogger(__name__)
+
+Metadata = dict[str, str | int | float | bool]
+
+
+class VectorStore(ABC):
+    """One vector per chunk id, searched by cosine similarity."""
+
+    @abstractmethod
+    def upsert(self, ids: Sequence[str], vectors: Vectors, metadatas: Sequence[Metadata]) -> None: ...
+
+    @abstractmethod
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    def query(self, vector: Vectors, k: int) -> list[tuple[str, float]]:
+        """The k nearest ids with their cosine similarity, best first."""
+
+    @abstractmethod
+    def ids(self) -> set[str]: ...
+
+    @abstractmethod
+    def count(self) -> int: ...
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release files or connections, where the backend holds any."""
+
+
+def collection_name(model_name: str) -> str:
+    """One collection per embedding model: vectors of different models never mix."""
+    safe = re.sub(r"[^a-zA-Z0-9._-]+", "-", model_name).strip("-._") or "model"
+    return f"chunks-{safe}"[:200]
+
+
+class ChromaVectorStore(VectorStore):
+    """Chroma's embedded PersistentClient in the data folder, telemetry off; we supply every vector."""
+
+    _BATCH = 1000  # stays well under Chroma's max batch size
+
+    def __init__(self, path: Path, model_name: str) -> None:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        path.mkdir(parents=True, exist_ok=True)
+        self._client: Any = chromadb.PersistentClient(
+            path=str(path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+        )
+        # embedding_function=None: Chroma's default function would try to download an ONNX model.
+        self._collection: Any = self._client.get_or_create_collection(
+            collection_name(model_name),
+            configuration={"hnsw": {"space": "cosine"}},
+            embedding_function=None,
+        )
+
+    def upsert(self, ids: Sequence[str], vectors: Vectors, metadatas: Sequence[Metadata]) -> None:
+        for start in range(0, len(ids), self._BATCH):
+            end = start + self._BATCH
+            self._collection.upsert(
+                ids=list(ids[start:end]),
+                embeddings=np.asarray(vectors[start:end], dtype=np.float32),
+                metadatas=list(metadatas[start:end]),
+            )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), self._BATCH):
+            self._collection.delete(ids=list(ids[start : start + self._BATCH]))
+
+    def query(self, vector: Vectors, k: int) -> list[tuple[str, float]]:
+        if k <= 0 or self.count() == 0:
+            return []
+        result = self._collection.query(
+            query_embeddings=np.asarray([vector], dtype=np.float32), n_results=k, include=["distances"]
+        )
+        return [(chunk_id, 1.0 - float(distance)) for chunk_id, distance in zip(
+            result["ids"][0], result["distances"][0], strict=True
+        )]
+
+    def ids(self) -> set[str]:
+        found: set[str] = set()
+        offset = 0
+        while True:
+            page = self._collection.get(include=[], limit=10_000, offset=offset)["ids"]
+            found.update(page)
+            if len(page) < 10_000:
+                return found
+            offset += len(page)
+
+    def count(self) -> int:
+        return int(self._collection.count())
+
+
+class InMemoryVectorStore(VectorStore):
+    """Exact cosine search over a dict; same contract as Chroma, for fast tests."""
+
+    def __init__(self) -> None:
+        self._vectors: dict[str, Vectors] = {}
+        self.metadatas: dict[str, Metadata] = {}
+        self._lock = threading.Lock()
+
+    def upsert(self, ids: Sequence[str], vectors: Vectors, metadatas: Sequence[Metadata]) -> None:
+        with self._lock:
+            for chunk_id, vector, metadata in zip(ids, vectors, metadatas, strict=True):
+                self._vectors[chunk_id] = np.asarray(vector, dtype=np.float32)
+                self.metadatas[chunk_id] = dict(metadata)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        with self._lock:
+            for chunk_id in ids:
+                self._vectors.pop(chunk_id, None)
+                self.metadatas.pop(chunk_id, None)
+
+    def query(self, vector: Vectors, k: int) -> list[tuple[str, float]]:
+        with self._lock:
+            scored = [(chunk_id, float(np.dot(vector, stored))) for chunk_id, stored in self._vectors.items()]
+        scored.sort(key=lambda pair: pair[1], reverse=True)
+        return scored[:k]
+
+    def ids(self) -> set[str]:
+        with self._lock:
+            return set(self._vectors)
+
+    def count(self) -> int:
+        return len(self._vectors)

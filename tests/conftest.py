@@ -1,0 +1,54 @@
+"""Shared fixtures: an isolated data folder for every test, the real embedding model loaded once,
+the shared data folder (skipped with a reason when absent), and the Ollama stand-in."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rag import offline  # noqa: F401  (tests must never reach a hub either)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test ever touches the user's real index."""
+    data_dir = tmp_path_factory.mktemp("archivist-data")
+    monkeypatch.setenv("ARCHIVIST_DATA_DIR", str(data_dir))
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared data folder is absent ({SHARED_DATA}); these tests read its real documents")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def real_embedder():  # type: ignore[no-untyped-def]
+    """The packaged all-MiniLM-L6-v2, loaded once per test session (it takes seconds)."""
+    from rag.embedder import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture
+def ollama() -> Iterator[object]:
+    from tests.ollama_standin import OllamaStandIn
+
+    with OllamaStandIn() as server:
+        yield server
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a CLI subprocess: this one, offline, plus `extra`."""
+    env = dict(os.environ)
+    env.update(offline.OFFLINE_ENVIRONMENT)
+    env.update(extra)
+    return env

@@ -1,0 +1,367 @@
+"""A stand-in for Ollama: a real HTTP server on 127.0.0.1 that speaks Ollama's API for gpt-oss.
+
+Tests script replies with `enqueue()` and inspect `requests`, the way simonw/llm's MockModel works:
+a fake, not a mock. The wire format follows /work/shared/docs/OLLAMA_GPT_OSS.md, so the official
+`ollama` client (and our own code) cannot tell it from the real server.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gpt-oss:20b"
+OLLAMA_VERSION = "0.12.6"
+CONTEXT_LENGTH = 131072
+NO_SOURCE_ANSWER = "I could not find the answer in your documents."  # same as rag.prompt.NOT_IN_DOCUMENTS
+
+# Go's net/http answers unknown routes with exactly this body.
+_NOT_FOUND_TEXT = "404 page not found"
+# A source block starts with "[n]" at the start of a line and runs to the next one or a blank line.
+_SOURCE_RE = re.compile(r"^\[(\d+)\][ \t]*(.*?)(?=\n\s*\n|\n\[\d+\]|\Z)", re.MULTILINE | re.DOTALL)
+_SENTENCE_RE = re.compile(r".+?[.!?](?=\s|$)")
+
+
+@dataclass
+class ScriptedReply:
+    """One answer the stand-in will stream back: reasoning, final text and how the stream ends."""
+
+    thinking: str = "The user asks a question; I answer it."
+    content: str = "Here is the answer."
+    done_reason: str = "stop"  # "length" scripts a truncated answer (content may be empty)
+    error_after_chunks: int | None = None  # send N chunks, then an {"error": ...} line
+    error: str = "an error was encountered while running the model"
+    prompt_eval_count: int | None = None  # None: estimate from the messages
+    delay_s: float = 0.0  # pause before each chunk; 0 falls back to the server's chunk_delay_s
+
+
+@dataclass
+class RecordedRequest:
+    """One HTTP request the stand-in received; header names are lower-cased."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: dict[str, Any] | None
+
+
+Responder = Callable[[dict[str, Any]], ScriptedReply]
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now (for 'server down' tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def split_tokens(text: str) -> list[str]:
+    """Split text into word-ish pieces that join back to the same text, so streaming is visible."""
+    return re.findall(r"\s*\S+|\s+", text)
+
+
+def default_responder(request: dict[str, Any]) -> ScriptedReply:
+    """Answer like a well-behaved gpt-oss: quote the first sentence of the first source, cite it."""
+    messages = request.get("messages") or []
+    user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
+    question = user.rsplit("Question:", 1)[-1].strip() if "Question:" in user else user.strip()
+    question = " ".join(question.split())[:120]
+    source = _SOURCE_RE.search(user)
+    if source is None:
+        return ScriptedReply(thinking=f"The user asks {question!r}; no source answers it.",
+                             content=NO_SOURCE_ANSWER)
+    # Archivist writes "[n] file, pages" on the marker line and the passage below it; a one-line block
+    # (as in the harmony doc's example) is the passage itself.
+    lines = source.group(2).strip().splitlines()
+    number, block = source.group(1), " ".join(" ".join(lines[1:] or lines).split())
+    sentence = _SENTENCE_RE.match(block)
+    first = sentence.group(0) if sentence else block
+    return ScriptedReply(thinking=f"The user asks {question!r}; source [{number}] answers it.",
+                         content=f"{first} [{number}]")
+
+
+def _now() -> str:
+    # Ollama's created_at is RFC 3339 in UTC with a literal Z.
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class OllamaStandIn:
+    """A fake Ollama server in a daemon thread; use as a context manager or via start()/stop()."""
+
+    def __init__(self, port: int = 0, chunk_delay_s: float = 0.0, models: set[str] | None = None) -> None:
+        self.models: set[str] = set(models) if models is not None else {DEFAULT_MODEL}
+        self.chunk_delay_s = chunk_delay_s
+        self.responder: Responder = default_responder
+        self.port = port
+        self._lock = threading.Lock()
+        self._queue: collections.deque[ScriptedReply] = collections.deque()
+        self._requests: list[RecordedRequest] = []
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    @property
+    def url(self) -> str:
+        """Base URL to hand to a client, e.g. "http://127.0.0.1:54321"."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> OllamaStandIn:
+        """Bind and serve; after a stop() it comes back on the same port ("Ollama restarted")."""
+        if self._httpd is not None:
+            return self
+        self._stopping.clear()
+        self._httpd = _Server(("127.0.0.1", self.port), _Handler, self)
+        self.port = int(self._httpd.server_address[1])
+        # A short poll interval keeps stop() quick.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"ollama-standin-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every connection, even mid-stream; new connections are refused."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stopping.set()  # streaming handlers check this between chunks
+        httpd.shutdown()
+        httpd.drop_connections()  # wakes handlers blocked on idle keep-alive connections
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> OllamaStandIn:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def enqueue(self, *replies: ScriptedReply) -> None:
+        """Script the next chat replies, in order; when the queue is empty `responder` answers."""
+        with self._lock:
+            self._queue.extend(replies)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def chat_requests(self) -> list[dict[str, Any]]:
+        """The JSON bodies of the /api/chat calls, oldest first."""
+        return [r.json for r in self.requests if r.path == "/api/chat" and r.json is not None]
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def _next_reply(self, body: dict[str, Any]) -> ScriptedReply:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        return self.responder(body)
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer that remembers its open connections so stop() can cut them."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler], standin: OllamaStandIn) -> None:
+        self.standin = standin
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):  # already closed by its handler
+                sock.shutdown(socket.SHUT_RDWR)  # the handler thread closes it on its way out
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up (or stop() cutting them off) is normal for a test double; don't spam stderr.
+        logger.debug("stand-in connection from %s ended with an error", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes one HTTP request to the matching Ollama endpoint."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive and chunked streaming, like Ollama's Go server
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("stand-in: " + format, *args)
+
+    def do_GET(self) -> None:
+        self._route()
+
+    def do_POST(self) -> None:
+        self._route()
+
+    def _route(self) -> None:
+        standin = self.server.standin
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            body = None
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        standin._record(RecordedRequest(self.command, self.path, headers,
+                                        body if isinstance(body, dict) else None))
+        route = (self.command, self.path.split("?", 1)[0])
+        if raw and not isinstance(body, dict):
+            self._send_json(400, {"error": "invalid JSON body"})
+        elif route == ("GET", "/"):
+            self._send(200, b"Ollama is running", "text/plain; charset=utf-8")
+        elif route == ("GET", "/api/version"):
+            self._send_json(200, {"version": OLLAMA_VERSION})
+        elif route == ("GET", "/api/tags"):
+            self._send_json(200, {"models": [_model_entry(m) for m in sorted(standin.models)]})
+        elif route == ("POST", "/api/show"):
+            self._show(body or {})
+        elif route == ("POST", "/api/chat"):
+            self._chat(body or {})
+        else:
+            self._send(404, _NOT_FOUND_TEXT.encode(), "text/plain")
+
+    def _show(self, body: dict[str, Any]) -> None:
+        model = body.get("model") or body.get("name") or ""
+        if model not in self.server.standin.models:
+            self._send_json(404, {"error": f"model '{model}' not found"})
+            return
+        self._send_json(200, _show_entry(model))
+
+    def _chat(self, body: dict[str, Any]) -> None:
+        standin = self.server.standin
+        model = body.get("model") or ""
+        if not model:
+            self._send_json(400, {"error": "model is required"})
+            return
+        if model not in standin.models:
+            self._send_json(404, {"error": f"model '{model}' not found"})
+            return
+        reply = standin._next_reply(body)
+        chunks = _chunks(model, reply)
+        final = _final(model, reply, body)
+        if body.get("stream", True):  # Ollama streams unless told not to
+            self._stream(chunks, final, reply)
+        elif reply.error_after_chunks is not None:
+            self._send_json(500, {"error": reply.error})
+        else:
+            message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+            if reply.thinking:
+                message["thinking"] = reply.thinking
+            self._send_json(200, {**final, "message": message})
+
+    def _stream(self, chunks: list[dict[str, Any]], final: dict[str, Any], reply: ScriptedReply) -> None:
+        stopping = self.server.standin._stopping
+        delay = reply.delay_s or self.server.standin.chunk_delay_s
+        lines: Iterator[dict[str, Any]]
+        if reply.error_after_chunks is None:
+            lines = iter([*chunks, final])
+        else:
+            lines = iter([*chunks[: reply.error_after_chunks], {"error": reply.error}])
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for line in lines:
+                if (delay and stopping.wait(delay)) or stopping.is_set():
+                    self.close_connection = True  # stop() is cutting us off mid-stream
+                    return
+                if "created_at" in line:
+                    line["created_at"] = _now()  # stamped when sent, as Ollama does, so delays show
+                data = json.dumps(line, separators=(",", ":")).encode() + b"\n"
+                self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away; nothing to tell it
+
+    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json; charset=utf-8")
+
+    def _send(self, status: int, data: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _chunks(model: str, reply: ScriptedReply) -> list[dict[str, Any]]:
+    """The streamed lines before the final one: all thinking pieces, then all content pieces."""
+    thinking = [{"model": model, "created_at": _now(),
+                 "message": {"role": "assistant", "content": "", "thinking": piece}, "done": False}
+                for piece in split_tokens(reply.thinking)]
+    content = [{"model": model, "created_at": _now(),
+                "message": {"role": "assistant", "content": piece}, "done": False}
+               for piece in split_tokens(reply.content)]
+    return thinking + content
+
+
+def _final(model: str, reply: ScriptedReply, body: dict[str, Any]) -> dict[str, Any]:
+    """The done line; Ollama omits zero counters and durations, so we do too."""
+    prompt_tokens = reply.prompt_eval_count
+    if prompt_tokens is None:  # about four characters a token
+        prompt_tokens = sum(len(m.get("content") or "") for m in body.get("messages") or []) // 4
+    eval_count = len(split_tokens(reply.thinking)) + len(split_tokens(reply.content))
+    stats = {"load_duration": 50_000_000, "prompt_eval_count": prompt_tokens,
+             "prompt_eval_duration": prompt_tokens * 100_000, "eval_count": eval_count,
+             "eval_duration": eval_count * 20_000_000}
+    stats = {"total_duration": 1_000_000 + sum(v for k, v in stats.items() if k.endswith("duration")),
+             **stats}
+    return {"model": model, "created_at": _now(), "message": {"role": "assistant", "content": ""},
+            "done": True, "done_reason": reply.done_reason, **{k: v for k, v in stats.items() if v}}
+
+
+def _details() -> dict[str, Any]:
+    return {"parent_model": "", "format": "gguf", "family": "gptoss", "families": ["gptoss"],
+            "parameter_size": "20.9B", "quantization_level": "MXFP4"}
+
+
+def _model_entry(name: str) -> dict[str, Any]:
+    return {"name": name, "model": name, "modified_at": "2025-08-10T12:00:00.000000Z",
+            "size": 13_780_173_734, "digest": hashlib.sha256(name.encode()).hexdigest(),
+            "details": _details()}
+
+
+def _show_entry(name: str) -> dict[str, Any]:
+    return {
+        "modelfile": f"FROM {name}\nPARAMETER temperature 1\n",
+        "parameters": "temperature                    1",
+        "template": "{{- /* harmony template, abridged by the stand-in */ -}}<|start|>system<|message|>…",
+        "details": _details(),
+        "model_info": {"general.architecture": "gptoss", "general.parameter_count": 20_914_757_184,
+                       "gptoss.context_length": CONTEXT_LENGTH},
+        "capabilities": ["completion", "tools", "thinking"],
+        "modified_at": "2025-08-10T12:00:00.000000Z",
+    }

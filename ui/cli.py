@@ -1,0 +1,294 @@
+"""The `archivist` command line: a thin face over rag and ingest. Errors become one friendly line here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rag import offline  # noqa: F401  (before anything heavy)
+from rag.errors import ArchivistError
+from rag.settings import Settings, load_settings
+
+logger = logging.getLogger("archivist")
+
+DESCRIPTION = """\
+Archivist: ask questions about your own documents and get answers with citations, all on this machine.
+
+Point it at folders of PDF, text, Markdown, HTML and Word files; it keeps a search index of them, and
+answers questions with gpt-oss running in your local Ollama. Without Ollama it still finds passages.
+
+  archivist ingest ~/Documents          index a folder once
+  archivist search "quarterly revenue"  find passages
+  archivist ask "What was revenue in 2022?"
+  archivist ui ~/Documents              the browser page, watching the folder (http://127.0.0.1:8501)
+"""
+
+EPILOG = """\
+The data folder is --data-dir, else $ARCHIVIST_DATA_DIR, else your user data folder. Ollama is reached at
+$OLLAMA_HOST (default http://127.0.0.1:11434) and the model is $ARCHIVIST_MODEL (default gpt-oss:20b).
+With --json, standard output carries exactly one JSON document; progress goes to standard error.
+"""
+
+
+def _data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where the index lives (see below)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens to standard error")
+
+
+def _json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archivist", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name, help=help_text, description=help_text, epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _data_dir_option(sub)
+        return sub
+
+    ingest = command("ingest", "Index files and folders once, then exit (failures are listed, not fatal).")
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders to index")
+    _json_option(ingest)
+
+    search = command("search", "Find the passages that best match a query.")
+    search.add_argument("query", metavar="QUERY")
+    search.add_argument("--k", type=int, default=None, metavar="N", help="how many passages (default 10)")
+    _json_option(search)
+
+    ask = command("ask", "Answer a question from your documents, with citations (needs Ollama).")
+    ask.add_argument("question", metavar="QUESTION")
+    ask.add_argument("--effort", choices=["low", "medium", "high"], help="gpt-oss reasoning effort (default medium)")
+    _json_option(ask)
+
+    status = command("status", "Show what is indexed: documents by status, chunks, failures with reasons.")
+    _json_option(status)
+
+    watch = command("watch", "Index folders, then keep the index in step with them until Ctrl-C.")
+    watch.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="folders (or files) to watch")
+
+    ui = command("ui", "Serve the browser page (and watch PATHs while it runs).")
+    ui.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="folders to index and watch")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = load_settings(data_dir=args.data_dir)
+        handler = {
+            "ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "status": cmd_status,
+            "watch": cmd_watch, "ui": cmd_ui,
+        }[args.command]
+        return handler(args, settings)
+    except ArchivistError as error:
+        print(f"archivist: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("archivist: interrupted", file=sys.stderr)
+        return 130
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+# ----- commands -----
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.pipeline import Ingester, Outcome
+    from rag.factory import open_default_index
+    from rag.lock import WriterLock
+    from ui.progress import FileProgress
+
+    with WriterLock(settings.data_dir):
+        index = open_default_index(settings)
+        try:
+            ingester = Ingester(index, settings)
+            files, _ = ingester.plan(args.paths)
+            with FileProgress(total=len(files), description="Indexing") as progress:
+                report = ingester.ingest_paths(args.paths, on_file=progress.advance)
+            index.reconcile()
+        finally:
+            index.close()
+    summary = report.to_json()
+    if args.json:
+        _print_json(summary)
+        return 0
+    problems = [(r.outcome.value, r.path, r.reason) for r in report.of(Outcome.FAILED, Outcome.SKIPPED)]
+    print(
+        f"{summary['indexed']} indexed, {summary['unchanged']} unchanged, {summary['removed']} removed, "
+        f"{len(report.of(Outcome.FAILED))} failed, {len(report.of(Outcome.SKIPPED))} skipped."
+    )
+    for outcome, path, reason in problems:
+        print(f"  {outcome}: {path}: {reason}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.factory import open_default_index
+    from rag.retrieve import search
+
+    index = open_default_index(settings)
+    try:
+        hits = search(index, args.query, args.k or settings.search_k)
+    finally:
+        index.close()
+    if args.json:
+        _print_json([hit.to_json() for hit in hits])
+        return 0
+    if not hits:
+        print("No passages found. Is anything indexed? Try `archivist status`.")
+    for hit in hits:
+        print(f"[{hit.rank}] {hit.path} ({hit.pages_label}) score {hit.score:.3f}")
+        print("    " + _shorten(hit.text, 300).replace("\n", " "))
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.answer import AnswerDelta, Finished, ReasoningDelta, ask
+    from rag.factory import make_chat, open_default_index
+
+    chat = make_chat(settings)
+    chat.check()  # fail in a moment, not after loading the embedding model
+    index = open_default_index(settings)
+    try:
+        answer = None
+        thinking_shown = False
+        for event in ask(args.question, index, chat, settings, args.effort):
+            if isinstance(event, ReasoningDelta) and not args.json and not thinking_shown:
+                print("(thinking…)", file=sys.stderr, flush=True)
+                thinking_shown = True
+            elif isinstance(event, AnswerDelta) and not args.json:
+                print(event.text, end="", flush=True)
+            elif isinstance(event, Finished):
+                answer = event.answer
+    finally:
+        index.close()
+    assert answer is not None
+    if args.json:
+        _print_json(answer.to_json())
+        return 0
+    print()
+    if answer.citations:
+        print("\nSources:")
+        for citation in answer.citations:
+            pages = f"p. {citation.page_start}" + (
+                f"–{citation.page_end}" if citation.page_end != citation.page_start else ""
+            )
+            print(f"  [{citation.n}] {citation.path} ({pages}): “{_shorten(citation.quote, 160)}”")
+    if answer.done_reason == "length":
+        print("\n(The answer was cut off: the model ran out of tokens. Try --effort low.)", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.catalog import Catalog
+
+    catalog_path = settings.data_dir / "catalog.sqlite3"
+    if not catalog_path.exists():
+        counts: dict[str, int] = {}
+        chunks = 0
+        failures: list[dict[str, Any]] = []
+    else:
+        catalog = Catalog(catalog_path)
+        try:
+            counts = catalog.status_counts()
+            chunks = catalog.chunk_count()
+            failures = [
+                {"path": d.path, "status": d.status, "error": d.error}
+                for d in catalog.documents()
+                if d.status != "indexed"
+            ]
+        finally:
+            catalog.close()
+    data = {
+        "data_dir": str(settings.data_dir),
+        "documents": {status: counts.get(status, 0) for status in ("indexed", "failed", "skipped")},
+        "total_documents": sum(counts.values()),
+        "chunks": chunks,
+        "failures": failures,
+    }
+    if args.json:
+        _print_json(data)
+        return 0
+    print(f"Data folder: {settings.data_dir}")
+    docs = data["documents"]
+    print(f"Documents: {docs['indexed']} indexed, {docs['failed']} failed, {docs['skipped']} skipped")  # type: ignore[index]
+    print(f"Chunks: {chunks}")
+    for failure in failures:
+        print(f"  {failure['status']}: {failure['path']}: {failure['error']}")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.pipeline import FileResult, Ingester, IngestReport
+    from ingest.watch import Watcher
+    from rag.factory import open_default_index
+    from rag.lock import WriterLock
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def on_file(result: FileResult) -> None:
+        if result.outcome.value != "unchanged":
+            reason = f" ({result.reason})" if result.reason else ""
+            print(f"{result.outcome.value}: {result.path}{reason}", file=sys.stderr, flush=True)
+
+    def on_report(report: IngestReport) -> None:
+        for path in report.removed:
+            print(f"removed: {path}", file=sys.stderr, flush=True)
+
+    with WriterLock(settings.data_dir):
+        index = open_default_index(settings)
+        try:
+            watcher = Watcher(Ingester(index, settings), args.paths, on_report=on_report, on_file=on_file)
+            watcher.start()
+            print(f"Watching {', '.join(str(p) for p in watcher.roots)}. Press Ctrl-C to stop.", file=sys.stderr)
+            while not stop.wait(0.5):
+                pass
+            print("Stopping…", file=sys.stderr)
+            watcher.stop()
+        finally:
+            index.close()
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
+    from ui.launch import streamlit_command
+
+    command = streamlit_command(host=args.host, port=args.port, data_dir=settings.data_dir, paths=args.paths)
+    print(f"Archivist is starting at http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    os.execv(command[0], command)  # Streamlit takes over this process: Ctrl-C and SIGTERM reach it directly
+    return 0  # not reached
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Progress bars for long work, drawn on standard error so `--json` output stays clean."""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+
+from tqdm import tqdm
+
+from ingest.pipeline import FileResult, Outcome
+
+
+class FileProgress:
+    """A bar that advances per file and shows what has failed so far."""
+
+    def __init__(self, total: int, description: str) -> None:
+        self._bar = tqdm(
+            total=total, desc=description, unit="file", file=sys.stderr, dynamic_ncols=True, leave=True,
+            disable=None,  # no bar when standard error is not a terminal (logs, CI)
+        )
+        self.failed = 0
+
+    def advance(self, result: FileResult) -> None:
+        if result.outcome in (Outcome.FAILED, Outcome.SKIPPED):
+            self.failed += 1
+            self._bar.set_postfix_str(f"{self.failed} not indexed", refresh=False)
+        self._bar.update(1)
+
+    def __enter__(self) -> FileProgress:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._bar.close()
