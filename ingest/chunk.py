@@ -2,7 +2,8 @@
 
 Chunks are packed from whole paragraphs (blocks); a paragraph too long for one chunk is cut at sentence
 boundaries, and a sentence too long at word boundaries. A new section (heading path) always starts a new
-chunk, so an edit in one section never moves the boundaries of another. Consecutive chunks of a section
+chunk, and so does a new page of a PDF, so an edit in one section or page never moves the boundaries of
+another. Consecutive chunks of a section
 share a small overlap of whole sentences, so a fact split across a boundary is still found.
 """
 
@@ -31,8 +32,7 @@ class _Piece:
 def _split_long(text: str, limit: int, count: TokenCounter) -> list[str]:
     """Cut text that exceeds `limit` tokens: at sentences, then at words."""
     parts: list[str] = []
-    for sentence in split_sentences(text) or [None]:
-        piece = sentence.text if sentence else text
+    for piece in [sentence.text for sentence in split_sentences(text)] or [text]:
         if count(piece) <= limit:
             parts.append(piece)
             continue
@@ -71,24 +71,35 @@ def _join(pieces: Iterable[_Piece]) -> str:
     return out
 
 
-def _sections(blocks: Sequence[Block]) -> list[tuple[tuple[str, ...], list[Block]]]:
+def _sections(blocks: Sequence[Block], split_pages: bool) -> list[tuple[tuple[str, ...], list[Block]]]:
     sections: list[tuple[tuple[str, ...], list[Block]]] = []
     for block in blocks:
-        if not sections or sections[-1][0] != block.headings:
+        if (
+            not sections
+            or sections[-1][0] != block.headings
+            or (split_pages and sections[-1][1][-1].page != block.page)
+        ):
             sections.append((block.headings, []))
         sections[-1][1].append(block)
     return sections
 
 
 def chunk_blocks(
-    blocks: Sequence[Block], count_tokens: TokenCounter, max_tokens: int = 200, overlap_tokens: int = 32
+    blocks: Sequence[Block],
+    count_tokens: TokenCounter,
+    max_tokens: int = 200,
+    overlap_tokens: int = 32,
+    split_pages: bool = False,
 ) -> list[NewChunk]:
-    """Chunks in document order, each at most about `max_tokens` tokens, with page range and headings."""
+    """Chunks in document order, each at most about `max_tokens` tokens, with page range and headings.
+
+    With `split_pages` (PDFs) no chunk crosses a page break, so every citation names exactly one page and
+    an edit on one page cannot change the chunks of another."""
     if max_tokens < 8:
         raise ValueError("max_tokens must be at least 8")
     overlap_tokens = min(overlap_tokens, max_tokens // 4)
     chunks: list[NewChunk] = []
-    for headings, section in _sections(blocks):
+    for headings, section in _sections(blocks, split_pages):
         pieces = _pieces(section, max_tokens - overlap_tokens, count_tokens)
         current: list[_Piece] = []
         size = 0

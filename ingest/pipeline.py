@@ -170,6 +170,7 @@ class Ingester:
             self.index.embedder.count_tokens,
             max_tokens=min(self.settings.chunk_tokens, self.index.embedder.max_tokens - 8),
             overlap_tokens=self.settings.chunk_overlap_tokens,
+            split_pages=kind == "pdf",
         )
         written = self.index.write_document(facts, kind, parsed.page_count, chunks, parsed.warnings)
         return FileResult(key, Outcome.INDEXED, chunks=written.chunks, embedded=written.embedded)

@@ -127,7 +127,7 @@ class Watcher:
             self._wake.clear()
             try:
                 self._process(self._settled())
-            except Exception as error:  # noqa: BLE001 (the watcher must outlive any one failure)
+            except Exception as error:
                 self.last_error = str(error)
                 logger.exception("watcher error; re-scanning to recover")
                 self._reconcile()
@@ -136,7 +136,7 @@ class Watcher:
         try:
             report = self.ingester.ingest_paths(self.roots, on_file=self.on_file)
             self.ingester.index.reconcile()
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             self.last_error = str(error)
             logger.exception("reconcile scan failed")
             return

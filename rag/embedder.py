@@ -63,7 +63,7 @@ class Embedder(ABC):
         return result
 
     def embed_query(self, text: str) -> Vectors:
-        return self.embed_batch([text])[0]
+        return np.asarray(self.embed_batch([text])[0], dtype=np.float32)
 
 
 def packaged_model_dir() -> Path:
@@ -95,7 +95,7 @@ class SentenceTransformerEmbedder(Embedder):
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()  # "Loading weights" would clutter the CLI's stderr
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" would clutter the CLI's stderr
 
         logger.info("loading embedding model from %s", self.model_dir)
         self._model: Any = SentenceTransformer(str(self.model_dir), device=device, local_files_only=True)
@@ -103,7 +103,7 @@ class SentenceTransformerEmbedder(Embedder):
         self._lock = threading.Lock()  # torch modules are not safe to call from two threads at once
         dimension = self._model.get_embedding_dimension()
         self.dimension = int(dimension) if dimension is not None else 384
-        self.max_tokens = int(self._model.max_seq_length)
+        self.max_tokens = int(self._model.max_seq_length or 256)
         self.name = model_name_for(model_dir)
 
     def embed_batch(self, texts: Sequence[str]) -> Vectors:

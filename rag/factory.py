@@ -7,6 +7,7 @@ from rag.index import Index, open_index
 from rag.llm import ChatModel, OllamaChat
 from rag.settings import Settings
 
+
 def make_embedder(settings: Settings) -> Embedder:
     return SentenceTransformerEmbedder(settings.embedding_model_dir)
 

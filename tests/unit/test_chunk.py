@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from ingest.chunk import chunk_blocks
 from ingest.document import Block
 
@@ -52,7 +54,7 @@ def test_overlap_repeats_the_last_sentence_of_the_previous_chunk() -> None:
     blocks = [Block(f"Sentence {i} has five words." * 1, page=1) for i in range(30)]
     chunks = chunk_blocks(blocks, words, max_tokens=40, overlap_tokens=8)
     assert len(chunks) > 2
-    for previous, current in zip(chunks, chunks[1:]):
+    for previous, current in itertools.pairwise(chunks):
         last_sentence = previous.text.split("\n\n")[-1]
         assert current.text.startswith(last_sentence)
 
@@ -71,3 +73,12 @@ def test_an_edit_only_changes_the_chunks_of_its_section() -> None:
 
 def test_empty_blocks_make_no_chunks() -> None:
     assert chunk_blocks([Block("   "), Block("")], words) == []
+
+
+def test_pdf_chunks_never_cross_a_page_break() -> None:
+    blocks = [Block("Cover.", page=1), Block("Body text.", page=2), Block("More body.", page=2)]
+    chunks = chunk_blocks(blocks, words, max_tokens=100, overlap_tokens=10, split_pages=True)
+    assert [(c.text, c.page_start, c.page_end) for c in chunks] == [
+        ("Cover.", 1, 1),
+        ("Body text.\n\nMore body.", 2, 2),
+    ]
