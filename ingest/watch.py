@@ -28,6 +28,16 @@ logger = logging.getLogger(__name__)
 class _Dirty:
     last_event: float
     signature: tuple[int, int] | None  # (size, mtime_ns) when last looked at; None if absent
+    writing: bool = False  # written to and not yet closed by its writer (where the OS reports closes)
+
+
+def _reports_closes(observer: object) -> bool:
+    """Whether this platform's observer reports a writer closing a file (Linux inotify does)."""
+    try:
+        from watchdog.observers.inotify import InotifyObserver
+    except ImportError:  # not Linux
+        return False
+    return isinstance(observer, InotifyObserver)
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
@@ -39,16 +49,25 @@ def _signature(path: Path) -> tuple[int, int] | None:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, mark: Callable[[str], None]) -> None:
+    """Turns watchdog's events into marks: which path changed, and is its writer still at work."""
+
+    def __init__(self, mark: Callable[[str, bool], None], reports_closes: bool) -> None:
         self._mark = mark
+        self._reports_closes = reports_closes
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
+        kind = event.event_type
+        if kind in ("opened", "closed_no_write"):
             return  # reads, not changes
-        self._mark(os.fsdecode(event.src_path))
+        if event.is_directory and kind == "modified":
+            return  # a child changed; the child's own event says which
+        # Where the OS reports closes (inotify), a file created or modified stays "being written" until its
+        # writer closes it: a slow copy is then read once, whole, however long its pauses.
+        writing = self._reports_closes and not event.is_directory and kind in ("created", "modified")
+        self._mark(os.fsdecode(event.src_path), writing)
         dest = getattr(event, "dest_path", "")
         if dest:
-            self._mark(os.fsdecode(dest))
+            self._mark(os.fsdecode(dest), False)  # a rename is atomic: the new name is complete
 
 
 class Watcher:
@@ -59,12 +78,15 @@ class Watcher:
         ingester: Ingester,
         roots: Sequence[Path],
         quiet_seconds: float = 0.5,
+        open_file_grace_seconds: float = 10.0,
         on_report: Callable[[IngestReport], None] | None = None,
         on_file: Callable[[FileResult], None] | None = None,
     ) -> None:
         self.ingester = ingester
         self.roots = [absolute(root) for root in roots]
         self.quiet_seconds = quiet_seconds
+        # A file its writer never closes (a log kept open) is indexed after this long without changes.
+        self.open_file_grace_seconds = open_file_grace_seconds
         self.on_report = on_report
         self.on_file = on_file
         self._dirty: dict[str, _Dirty] = {}
@@ -79,7 +101,7 @@ class Watcher:
     # ----- lifecycle -----
     def start(self) -> Watcher:
         observer = Observer()
-        handler = _Handler(self._mark)
+        handler = _Handler(self._mark, reports_closes=_reports_closes(observer))
         for root in self.roots:
             root.mkdir(parents=True, exist_ok=True)
             observer.schedule(handler, str(root), recursive=True)
@@ -111,12 +133,12 @@ class Watcher:
             return len(self._dirty)
 
     # ----- internals -----
-    def _mark(self, raw_path: str) -> None:
+    def _mark(self, raw_path: str, writing: bool) -> None:
         path = absolute(Path(raw_path))
         if not is_candidate(path, self.roots):
             return
         with self._lock:
-            self._dirty[str(path)] = _Dirty(time.monotonic(), _signature(path))
+            self._dirty[str(path)] = _Dirty(time.monotonic(), _signature(path), writing)
         self._wake.set()
 
     def _run(self) -> None:
@@ -149,11 +171,14 @@ class Watcher:
         ready: list[Path] = []
         with self._lock:
             for key, dirty in list(self._dirty.items()):
-                if now - dirty.last_event < self.quiet_seconds:
+                quiet_for = now - dirty.last_event
+                if quiet_for < self.quiet_seconds:
                     continue
+                if dirty.writing and quiet_for < self.open_file_grace_seconds:
+                    continue  # its writer has not closed it yet
                 signature = _signature(Path(key))
                 if signature != dirty.signature:  # still being written: look again after another quiet spell
-                    self._dirty[key] = _Dirty(now, signature)
+                    self._dirty[key] = _Dirty(now, signature, dirty.writing)
                     continue
                 del self._dirty[key]
                 ready.append(Path(key))
