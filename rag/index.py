@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 import uuid
 from collections import Counter
@@ -101,6 +102,7 @@ class Index:
         self.catalog = catalog
         self.vectors = vectors
         self._embedder = embedder
+        self._embedder_lock = threading.Lock()
         self.embed_batch_size = embed_batch_size
         # A test-only hook to stop at named steps (crash tests); None in normal use.
         self.step_hook: Callable[[str], None] | None = None
@@ -108,9 +110,10 @@ class Index:
     @property
     def embedder(self) -> Embedder:
         """The model, loaded on first use: `status` never needs it, and loading takes seconds."""
-        if not isinstance(self._embedder, Embedder):
-            self._embedder = self._embedder()
-        return self._embedder
+        with self._embedder_lock:  # two threads asking at once must not load two copies
+            if not isinstance(self._embedder, Embedder):
+                self._embedder = self._embedder()
+            return self._embedder
 
     def close(self) -> None:
         self.vectors.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rag import offline  # noqa: F401  (tests must never reach a hub either)
+from rag import offline
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

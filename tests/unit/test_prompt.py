@@ -7,11 +7,14 @@ from rag.retrieve import Hit
 
 
 def hit(n: int, text: str, page: int = 1) -> Hit:
-    return Hit(rank=n, score=0.5, path=f"/docs/file{n}.pdf", page_start=page, page_end=page, chunk_id=f"c{n}", text=text)
+    return Hit(
+        rank=n, score=0.5, path=f"/docs/file{n}.pdf", page_start=page, page_end=page, chunk_id=f"c{n}", text=text
+    )
 
 
 def test_rules_in_system_sources_and_question_in_user() -> None:
-    prompt = build_prompt("Which port?", [hit(1, "Ollama listens on 11434."), hit(2, "Chroma uses 8000.", 3)], 8192, 1024)
+    hits = [hit(1, "Ollama listens on 11434."), hit(2, "Chroma uses 8000.", 3)]
+    prompt = build_prompt("Which port?", hits, 8192, 1024)
     system, user = prompt.messages
     assert system == {"role": "system", "content": GROUNDING_RULES}
     assert user["role"] == "user"

@@ -1,0 +1,130 @@
+"""Fixtures for the browser tests: the real app served through the CLI, an Ollama stand-in, and Chromium.
+
+The app is started once per module (the embedding model takes seconds to load) as `archivist ui DOCS`,
+in its own process group so that teardown stops Streamlit and everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+from rag.offline import OFFLINE_ENVIRONMENT
+from tests.ollama_standin import OllamaStandIn, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu",
+                 "--no-first-run", "--disable-sync"]
+STARTUP_TIMEOUT_S = 120.0
+FACT = "The Zorblax reactor runs at 42 kelvin."
+DOCUMENT = f"""\
+{FACT} Its coolant is liquid helium, recycled every night.
+
+The reactor was commissioned in 1999 by the Zorblax Institute and has been refuelled twice since.
+"""
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[OllamaStandIn]:
+    """Ollama's stand-in, streaming slowly enough that the page visibly streams."""
+    with OllamaStandIn(chunk_delay_s=0.02) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("docs")
+    (folder / "zorblax-reactor.md").write_text(DOCUMENT, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app_url(standin: OllamaStandIn, docs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`archivist ui DOCS` on a free port, until its health check answers; stopped with its process group."""
+    port = free_port()
+    data_dir = tmp_path_factory.mktemp("data")
+    log_path = tmp_path_factory.mktemp("logs") / "app.log"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ARCHIVIST_")}
+    env.update(OFFLINE_ENVIRONMENT, OLLAMA_HOST=standin.url)
+    command = [sys.executable, "-m", "ui.cli", "ui", str(docs_dir), "--port", str(port), "--data-dir", str(data_dir)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_health(url, process, log_path)
+        yield url
+    finally:
+        _stop_group(process)
+    # Errors the page swallowed or a failed shutdown (the atexit hook) show up only in the log.
+    log = log_path.read_text(errors="replace")
+    assert "Traceback" not in log, log
+
+
+def _wait_for_health(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the app exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=2).text == "ok":
+                return
+        except httpx.HTTPError:
+            pass  # not listening yet
+        time.sleep(0.25)
+    pytest.fail(f"the app did not answer within {STARTUP_TIMEOUT_S:.0f} s:\n{log_path.read_text(errors='replace')}")
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    # SIGTERM first: Streamlit then exits normally and the app's atexit hook releases the index.
+    for signum, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (`make dev` installs it)")
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh tab (a new Streamlit session) with a window tall enough to show a whole answer."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1100})
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

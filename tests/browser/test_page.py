@@ -1,0 +1,111 @@
+"""The real page in a real browser: `archivist ui DOCS` with the Ollama stand-in, driven by Chromium."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Page, Request, expect
+
+from tests.browser.conftest import FACT
+from tests.ollama_standin import OllamaStandIn
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+QUESTION = "How cold does the Zorblax reactor run?"
+INDEXING_TIMEOUT_MS = 120_000  # the first scan loads the embedding model
+ANSWER_TIMEOUT_MS = 60_000
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+
+def record_requests(page: Page) -> list[str]:
+    urls: list[str] = []
+
+    def remember(request: Request) -> None:
+        urls.append(request.url)
+
+    page.on("request", remember)
+    return urls
+
+
+def open_when_indexed(page: Page, url: str) -> None:
+    """Open the page and wait for the sidebar to count the document (the status redraws itself)."""
+    page.goto(url)
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text(re.compile(r"Documents indexed: [1-9]"))).to_be_visible(timeout=INDEXING_TIMEOUT_MS)
+    expect(sidebar.get_by_text("indexing…")).to_have_count(0)
+    # The end of the first scan redraws the whole page, so the main area's hint is gone too.
+    expect(page.get_by_text("Indexing your documents")).to_have_count(0)
+
+
+def ask(page: Page, question: str) -> None:
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill(question)
+    box.press("Enter")
+
+
+def assert_only_local(urls: list[str]) -> None:
+    remote = [url for url in urls if urlsplit(url).scheme not in ("data", "blob", "about")
+              and urlsplit(url).hostname not in LOCAL_HOSTS]
+    assert urls and not remote, f"the page made requests off this machine: {remote}"
+
+
+def test_question_is_answered_with_reasoning_and_cited_sources(
+    page: Page, app_url: str, standin: OllamaStandIn, artifacts: Path
+) -> None:
+    urls = record_requests(page)
+    open_when_indexed(page, app_url)
+
+    ask(page, QUESTION)
+
+    answer = page.get_by_test_id("stChatMessage").last
+    expect(answer.get_by_text(FACT).first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(answer.get_by_text("Sources")).to_be_visible()
+    citation = answer.get_by_role("link", name="[1]")
+    expect(citation).to_have_attribute("href", "#turn-0-source-1")
+    expect(page.locator("#turn-0-source-1")).to_have_count(1)
+    expect(answer.get_by_text("[1] zorblax-reactor.md — p. 1")).to_be_visible()
+    expect(answer.get_by_text(f"“{FACT}”")).to_be_visible()
+    answer.get_by_text("Reasoning").click()
+    # In the viewport, not just visible: the expander animates open, and the screenshot should show it.
+    expect(answer.get_by_text("source [1] answers it")).to_be_in_viewport()
+    assert standin.chat_requests[-1]["think"] == "medium"
+
+    page.screenshot(path=str(artifacts / "answer.png"), full_page=True, animations="disabled")
+    assert_only_local(urls)
+
+
+def test_ollama_down_shows_the_fix_and_the_passages(
+    page: Page, app_url: str, standin: OllamaStandIn, artifacts: Path
+) -> None:
+    urls = record_requests(page)
+    open_when_indexed(page, app_url)
+    standin.stop()
+    try:
+        ask(page, QUESTION)
+
+        answer = page.get_by_test_id("stChatMessage").last
+        banner = answer.get_by_test_id("stAlertContentError")
+        expect(banner).to_contain_text("ollama serve", timeout=ANSWER_TIMEOUT_MS)
+        expect(banner).to_contain_text(standin.url)
+        expect(answer.get_by_text("Top passages for your question (search only)")).to_be_visible()
+        expect(answer.get_by_text(FACT, exact=False).first).to_be_visible()
+        expect(answer.get_by_text("zorblax-reactor.md", exact=False).first).to_be_visible()
+        expect(page.get_by_text("Traceback")).to_have_count(0)
+        page.screenshot(path=str(artifacts / "ollama-down.png"), full_page=True, animations="disabled")
+    finally:
+        standin.start()  # same port: "Ollama restarted", for any test after this one
+    assert_only_local(urls)
+
+
+def test_sidebar_follows_the_watched_folder(page: Page, app_url: str, docs_dir: Path) -> None:
+    open_when_indexed(page, app_url)
+    count = int(re.search(r"Documents indexed: (\d+)", page.get_by_test_id("stSidebar").inner_text())[1])
+
+    (docs_dir / "notes.txt").write_text("The Zorblax coolant pumps were replaced in 2021.\n", encoding="utf-8")
+
+    # No reload: the status redraws itself while the watcher indexes the new file.
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text(f"Documents indexed: {count + 1}")).to_be_visible(timeout=30_000)

@@ -1,0 +1,169 @@
+"""The page's logic through Streamlit's AppTest, with a service made of in-memory fakes (fast, exact)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ingest.pipeline import Ingester
+from rag.catalog import Catalog
+from rag.embedder import HashingEmbedder
+from rag.errors import LLMResponseError, LLMUnavailable
+from rag.index import Index
+from rag.llm import ScriptedChat
+from rag.lock import WriterLock
+from rag.settings import load_settings
+from rag.vectors import InMemoryVectorStore
+from ui import service as service_module
+from ui.app import link_citations, plain
+from ui.service import ArchivistService, take_writer_lock
+
+APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
+FACT = "The Zorblax reactor runs at 42 kelvin."
+QUESTION = "How cold does the Zorblax reactor run?"
+DOWN = (
+    "Ollama is not reachable at http://127.0.0.1:9. Start it with `ollama serve` "
+    "(or set OLLAMA_HOST to where it runs), and `ollama pull gpt-oss:20b` if you have not yet."
+)
+
+ServiceFactory = Callable[..., ArchivistService]
+
+
+@pytest.fixture
+def make_service(tmp_path: Path) -> Iterator[ServiceFactory]:
+    """Builds a service on fakes, optionally with `docs` ({file name: text}) indexed, and injects it."""
+    made: list[ArchivistService] = []
+
+    def make(
+        docs: dict[str, str] | None = None, chat: ScriptedChat | None = None, watch: bool = False
+    ) -> ArchivistService:
+        settings = load_settings(data_dir=tmp_path / "data")
+        index = Index(Catalog(settings.data_dir / "catalog.sqlite3"), InMemoryVectorStore(), HashingEmbedder())
+        folder = tmp_path / "docs"
+        folder.mkdir(exist_ok=True)
+        for name, text in (docs or {}).items():
+            (folder / name).write_text(text, encoding="utf-8")
+        lock = WriterLock(settings.data_dir).acquire() if watch else None
+        if docs and not watch:
+            Ingester(index, settings).ingest_paths([folder])
+        service = ArchivistService(settings, index, chat or ScriptedChat(), [folder] if watch else [], lock=lock,
+                                   quiet_seconds=0.05)
+        made.append(service.start())
+        service_module.inject(service)
+        return service
+
+    yield make
+    service_module.inject(None)
+    for service in made:
+        service.close()
+
+
+def run_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def markdown_text(at: AppTest) -> str:
+    return "\n".join(element.value for element in at.markdown)
+
+
+def test_empty_index_tells_how_to_add_documents(make_service: ServiceFactory) -> None:
+    make_service()
+
+    at = run_page()
+
+    assert at.title[0].value == "Archivist"
+    assert any("archivist ui ~/Documents" in info.value and "make run DOCS=~/Documents" in info.value
+               for info in at.info)
+    assert "**Documents indexed:** 0  \n**Failed:** 0 · **Skipped:** 0  \n**Chunks:** 0" in markdown_text(at)
+    assert not at.error
+
+
+def test_question_is_answered_with_linked_citation_and_source(make_service: ServiceFactory) -> None:
+    chat = ScriptedChat()
+    chat.enqueue(f"{FACT} [1]", thinking="Source one states the temperature.")
+    make_service({"reactor.md": f"{FACT} It was built in 1999.\n"}, chat)
+    at = run_page()
+    assert not at.info  # something is indexed: no hint
+
+    at.chat_input[0].set_value(QUESTION).run()
+
+    assert not at.exception and not at.error
+    page = markdown_text(at)
+    assert "The Zorblax reactor runs at 42 kelvin. [\\[1\\]](#turn-0-source-1)" in page
+    assert '<a id="turn-0-source-1"></a>**\\[1\\] reactor.md** — p. 1' in page
+    assert f"> “{FACT}”" in page  # the supporting quote
+    assert [e.label for e in at.expander] == ["Reasoning", "Passage"]
+    assert "Source one states the temperature." in page
+    assert chat.history[0][1] == "medium"  # the settings' default effort
+    assert any(caption.value.endswith("reactor.md") for caption in at.caption)
+
+    # Another run (a control changed) redraws the conversation from the session's history.
+    at.sidebar.radio[0].set_value("high").run()
+    assert "[\\[1\\]](#turn-0-source-1)" in markdown_text(at)
+    chat.enqueue("Nothing else. [1]")
+    at.chat_input[0].set_value("And the build year?").run()
+    assert chat.history[1][1] == "high"
+    assert "#turn-1-source-1" in markdown_text(at)
+
+
+def test_llm_down_shows_the_fix_and_still_the_passages(make_service: ServiceFactory) -> None:
+    chat = ScriptedChat()
+    chat.enqueue("", error=LLMUnavailable(DOWN))
+    make_service({"reactor.md": f"{FACT}\n"}, chat)
+    at = run_page()
+
+    at.chat_input[0].set_value(QUESTION).run()
+
+    assert not at.exception
+    assert [error.value for error in at.error] == [DOWN]
+    page = markdown_text(at)
+    assert "**Top passages for your question (search only)**" in page
+    assert plain(FACT) in page
+    assert "reactor.md" in page and "score" in page
+
+
+def test_an_error_mid_answer_replaces_the_unverified_text_with_the_passages(make_service: ServiceFactory) -> None:
+    chat = ScriptedChat()
+    chat.enqueue("Half an answer", thinking="Thinking.", error=LLMResponseError("Ollama reported an error: boom"))
+    make_service({"reactor.md": f"{FACT}\n"}, chat)
+    at = run_page()
+
+    at.chat_input[0].set_value(QUESTION).run()
+
+    assert [error.value for error in at.error] == ["Ollama reported an error: boom"]
+    page = markdown_text(at)
+    assert "Half an answer" not in page
+    assert "**Top passages for your question (search only)**" in page
+
+
+def test_watched_folder_is_indexed_in_the_background(make_service: ServiceFactory) -> None:
+    service = make_service({"reactor.md": f"{FACT}\n", "photo.bmp": "not a document"}, watch=True)
+
+    assert service.wait_until_ready(30)
+
+    status = service.status()
+    assert (status.indexed, status.skipped, status.indexing) == (1, 1, False)
+    assert status.chunks == 1
+    assert any("photo.bmp" in error for error in status.errors)
+    assert [hit.path for hit in service.search("Zorblax reactor", 1)] == [str(service.roots[0] / "reactor.md")]
+
+
+def test_a_held_lock_means_read_only_with_a_note_naming_the_owner(tmp_path: Path) -> None:
+    with WriterLock(tmp_path):
+        lock, note = take_writer_lock(tmp_path)
+    assert lock is None
+    assert note is not None and note.startswith("Read-only: ") and "pid" in note
+
+
+def test_link_citations_links_only_valid_numbers_and_keeps_dollars_literal() -> None:
+    text = "Revenue was $5 [1][3], up from $4 【2†L1-L2】 [1, 2]."
+    assert link_citations(text, "t", {1, 2}) == (
+        r"Revenue was \$5 [\[1\]](#t-source-1)[3], up from \$4 [\[2\]](#t-source-2) "
+        r"[\[1\]](#t-source-1)[\[2\]](#t-source-2)."
+    )

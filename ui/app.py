@@ -1,0 +1,283 @@
+"""The Streamlit page: ask questions about your documents and read cited answers, all on this machine.
+
+Served by `archivist ui [PATH...]` (see ui/launch.py), which passes the app its own options after `--`.
+The index, the folder watcher and the LLM client live in one shared service (ui/service.py); this page
+only draws. LLM and Archivist errors become one banner here and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path, PurePath
+
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+
+from rag import offline  # noqa: F401  (before anything imports chromadb or sentence_transformers)
+from rag.answer import Answer, AnswerDelta, Finished, PassagesFound, ReasoningDelta
+from rag.errors import ArchivistError, LLMError
+from rag.retrieve import Hit
+from rag.settings import Effort
+from ui.service import ArchivistService, current_service, open_service
+
+EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
+MAX_SOURCES = 20
+STATUS_REFRESH = timedelta(seconds=2)  # another process or the watcher may change the index at any time
+HOW_TO_ADD = (
+    "To index a folder, start Archivist with it: `archivist ui ~/Documents` "
+    "(or `make run DOCS=~/Documents`). It keeps the index current while it runs."
+)
+# [1]  [1, 2]  and gpt-oss's own 【1】 / 【1†L3-L5】, as rag.citations parses them.
+_CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\](?!\()|【(\d+)(?:†[^】]*)?】")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")
+
+
+@dataclass
+class Turn:
+    """One question of this session and what came of it, kept to redraw the conversation."""
+
+    question: str
+    reasoning: str = ""
+    answer: Answer | None = None
+    error: str | None = None
+    hits: list[Hit] = field(default_factory=list)  # the passages found, shown alone when the LLM failed
+    search_only: bool = False
+
+
+# ----- text helpers -----
+def plain(text: str) -> str:
+    """Document text shown as is: markdown characters in a file must not format the page."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def model_text(text: str) -> str:
+    """The model's markdown, minus LaTeX: `$5 and $10` in a financial answer is money, not math."""
+    return text.replace("$", r"\$")
+
+
+def link_citations(text: str, key: str, numbers: set[int]) -> str:
+    """Turn each valid `[n]` into a link to its entry in the source list below the answer."""
+
+    def replace(match: re.Match[str]) -> str:
+        cited = [int(n) for n in re.split(r"\s*[,;]\s*", match.group(1) or match.group(2))]
+        if not any(n in numbers for n in cited):
+            return match.group(0)
+        return "".join(f"[\\[{n}\\]](#{key}-source-{n})" if n in numbers else f"\\[{n}\\]" for n in cited)
+
+    return _CITATION.sub(replace, model_text(text))
+
+
+# ----- the service -----
+def parse_options(argv: list[str]) -> argparse.Namespace:
+    """The app's own options, which ui/launch.py passes after Streamlit's `--`."""
+    parser = argparse.ArgumentParser(prog="archivist ui", description="Archivist's page (see `archivist ui`).")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("paths", nargs="*", type=Path)
+    return parser.parse_args(argv)
+
+
+@st.cache_resource(show_spinner="Opening the index…")
+def shared_service(data_dir: str | None, paths: tuple[str, ...]) -> ArchivistService:
+    """One service per server process, shared by every browser session."""
+    return open_service(Path(data_dir) if data_dir else None, [Path(p) for p in paths])
+
+
+def get_service() -> ArchivistService:
+    """The service a test injected, else the process's shared one."""
+    injected = current_service()
+    if injected is not None:
+        return injected  # tests: argv belongs to pytest then, not to us
+    options = parse_options(sys.argv[1:])
+    return shared_service(str(options.data_dir) if options.data_dir else None, tuple(map(str, options.paths)))
+
+
+# ----- sidebar -----
+@st.fragment(run_every=STATUS_REFRESH)
+def index_status(service: ArchivistService) -> None:
+    """The index's counts, redrawn every few seconds while the page is open."""
+    status = service.status()
+    # A Material icon, not an emoji: the icon font ships with Streamlit, emoji fonts may be missing.
+    if status.indexing:
+        st.markdown(":material/hourglass_top: **indexing…**")
+    elif status.pending:
+        st.markdown(f":material/hourglass_top: {status.pending} changed files waiting to be indexed")
+    st.markdown(
+        f"**Documents indexed:** {status.indexed}  \n"
+        f"**Failed:** {status.failed} · **Skipped:** {status.skipped}  \n"
+        f"**Chunks:** {status.chunks}"
+    )
+    if status.errors:
+        with st.expander(f"Problems ({len(status.errors)})"):
+            for error in status.errors:
+                st.caption(plain(error))
+    # The first scan just finished: redraw the whole page, whose hints depend on it.
+    was_indexing = st.session_state.get("was_indexing", status.indexing)
+    st.session_state["was_indexing"] = status.indexing
+    if was_indexing and not status.indexing:
+        st.rerun(scope="app")
+
+
+def sidebar(service: ArchivistService) -> tuple[Effort, int]:
+    """Index status, watched folders and the answer controls; returns the chosen effort and sources."""
+    settings = service.settings
+    with st.sidebar:
+        st.subheader("Index", anchor=False)
+        index_status(service)
+        if service.roots:
+            st.markdown("**Watched folders**  \n" + "  \n".join(f"`{root}`" for root in service.roots))
+        else:
+            st.caption("No folders watched.")
+        st.subheader("Answers", anchor=False)
+        effort = st.radio(
+            "Reasoning effort", EFFORTS, index=EFFORTS.index(settings.effort), horizontal=True,
+            help="How long gpt-oss thinks before answering: low is fastest, high is most careful.",
+        )
+        sources = st.slider("Sources per answer", 1, MAX_SOURCES, min(settings.sources, MAX_SOURCES),
+                            help="How many passages the model reads for each question.")
+        st.caption(f"Model `{settings.model}` at `{settings.ollama_host}`")
+    return effort, sources
+
+
+# ----- one answer -----
+def show_sources(answer: Answer, key: str) -> None:
+    """The cited sources under an answer: file, page, supporting quote, the passage and the full path."""
+    if not answer.citations:
+        return
+    st.markdown("**Sources**")
+    for citation in answer.citations:
+        hit = answer.passages[citation.n - 1]
+        with st.container(border=True):
+            # The one bit of HTML on the page: the anchor the answer's [n] links point at. `plain` escapes
+            # < and > in the file name, so a name cannot smuggle in markup.
+            st.markdown(
+                f'<a id="{key}-source-{citation.n}"></a>'
+                f"**\\[{citation.n}\\] {plain(PurePath(hit.path).name)}** — {hit.pages_label}",
+                unsafe_allow_html=True,
+            )
+            st.markdown(f"> “{plain(' '.join(citation.quote.split()))}”")
+            with st.expander("Passage"):
+                st.markdown(plain(hit.text))
+            st.caption(plain(hit.path))
+
+
+def show_search_only(hits: list[Hit]) -> None:
+    """The passages found for a question the model could not answer: the page as a search engine."""
+    st.markdown("**Top passages for your question (search only)**")
+    if not hits:
+        st.caption("No passages matched: is anything indexed yet?")
+    for number, hit in enumerate(hits, start=1):
+        with st.container(border=True):
+            st.markdown(
+                f"**\\[{number}\\] {plain(PurePath(hit.path).name)}** — {hit.pages_label} · score {hit.score:.2f}"
+            )
+            st.markdown(plain(hit.text))
+            st.caption(plain(hit.path))
+
+
+def show_outcome(turn: Turn, key: str, answer_slot: DeltaGenerator) -> None:
+    """The finished part of an answer: text with linked citations and the sources, or the error."""
+    if turn.answer is not None:
+        numbers = {citation.n for citation in turn.answer.citations}
+        answer_slot.markdown(link_citations(turn.answer.answer, key, numbers))
+        if turn.answer.done_reason == "length":
+            st.caption("The answer was cut off: the model ran out of tokens. Try a lower reasoning effort.")
+        show_sources(turn.answer, key)
+        return
+    answer_slot.empty()
+    if turn.error:
+        st.error(turn.error)
+    if turn.search_only:
+        show_search_only(turn.hits)
+
+
+def show_turn(turn: Turn, key: str) -> None:
+    """Redraw a past question and its answer."""
+    with st.chat_message("user"):
+        st.markdown(plain(turn.question))
+    with st.chat_message("assistant"):
+        if turn.reasoning:
+            st.expander("Reasoning", expanded=False).markdown(model_text(turn.reasoning))
+        show_outcome(turn, key, st.empty())
+
+
+def answer_live(service: ArchivistService, question: str, effort: Effort, sources: int, key: str) -> Turn:
+    """Ask, streaming reasoning and answer onto the page as they arrive."""
+    turn = Turn(question)
+    with st.chat_message("user"):
+        st.markdown(plain(question))
+    with st.chat_message("assistant"):
+        reasoning_area = st.container()  # keeps the expander above the answer, though it appears later
+        answer_slot = st.empty()
+        reasoning_slot = None
+        found = False
+        answer_text = ""
+        try:
+            for event in service.ask(question, effort, sources):
+                if isinstance(event, PassagesFound):
+                    turn.hits, found = event.passages, True
+                elif isinstance(event, ReasoningDelta):
+                    if reasoning_slot is None:
+                        reasoning_slot = reasoning_area.expander("Reasoning", expanded=False).empty()
+                    turn.reasoning += event.text
+                    reasoning_slot.markdown(model_text(turn.reasoning))
+                elif isinstance(event, AnswerDelta):
+                    answer_text += event.text
+                    answer_slot.markdown(model_text(answer_text) + " ▌")
+                elif isinstance(event, Finished):
+                    turn.answer = event.answer
+        except LLMError as error:
+            # Without the model the page is still a search engine: show what was found.
+            turn.error, turn.search_only = str(error), True
+            if not found:
+                try:
+                    turn.hits = service.search(question, sources)
+                except ArchivistError as search_error:
+                    turn.error += f"\n\n{search_error}"
+        except ArchivistError as error:
+            turn.error = str(error)
+        show_outcome(turn, key, answer_slot)
+    return turn
+
+
+# ----- the page -----
+def main() -> None:
+    st.set_page_config(page_title="Archivist", layout="centered")
+    st.title("Archivist", anchor=False)
+    st.caption("Answers from your own documents, with the file, page and sentence they come from. "
+               "Nothing leaves this machine.")
+    try:
+        service = get_service()
+    except ArchivistError as error:
+        st.error(str(error))
+        st.stop()
+    effort, sources = sidebar(service)
+
+    status = service.status()
+    if status.note:
+        st.info(status.note)
+    if service.startup_error:
+        st.error(service.startup_error)
+    if status.documents == 0:
+        if not status.roots:
+            st.info(f"No documents yet. {HOW_TO_ADD}")
+        elif status.indexing:
+            st.info("Indexing your documents… You can ask already; answers use what is indexed so far.")
+        else:
+            folders = ", ".join(f"`{root}`" for root in status.roots)
+            st.info(f"Nothing to index yet in {folders}: add PDF, Word, Markdown, HTML or text files there "
+                    f"and they are indexed as they appear. {HOW_TO_ADD}")
+
+    history: list[Turn] = st.session_state.setdefault("history", [])
+    for number, turn in enumerate(history):
+        show_turn(turn, f"turn-{number}")
+    question = st.chat_input("Ask a question about your documents")
+    if question and question.strip():
+        history.append(answer_live(service, question.strip(), effort, sources, f"turn-{len(history)}"))
+
+
+if __name__ == "__main__":  # how Streamlit runs the script; importing it (tests) draws nothing
+    main()
