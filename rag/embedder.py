@@ -99,7 +99,13 @@ class SentenceTransformerEmbedder(Embedder):
 
         logger.info("loading embedding model from %s", self.model_dir)
         self._model: Any = SentenceTransformer(str(self.model_dir), device=device, local_files_only=True)
-        self._tokenizer: Any = self._model.tokenizer
+        # A private copy of the fast tokenizer, untruncated, for counting: cheaper than the wrapper and
+        # silent about texts longer than the model takes (counting them is the point).
+        from tokenizers import Tokenizer
+
+        self._counter: Any = Tokenizer.from_str(self._model.tokenizer.backend_tokenizer.to_str())
+        self._counter.no_truncation()
+        self._counter.no_padding()
         self._lock = threading.Lock()  # torch modules are not safe to call from two threads at once
         dimension = self._model.get_embedding_dimension()
         self.dimension = int(dimension) if dimension is not None else 384
@@ -118,7 +124,7 @@ class SentenceTransformerEmbedder(Embedder):
         return np.asarray(vectors, dtype=np.float32)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -12,7 +12,8 @@ import pytest
 from rag import offline
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# ../shared beside the checkout (as in CI); ARCHIVIST_SHARED_DATA points elsewhere, e.g. from a clone in /tmp.
+SHARED_DATA = Path(os.environ.get("ARCHIVIST_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)

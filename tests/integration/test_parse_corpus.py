@@ -14,10 +14,11 @@ import pytest
 from ingest.document import ParsedDocument
 from ingest.parsers import parse_file
 from rag.errors import DocumentError, EmptyFile, EncryptedFile, NoTextLayer
+from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.corpus
 
-PDFS = Path(__file__).parents[2].parent / "shared" / "data" / "pdfs"
+PDFS = SHARED_DATA / "pdfs"
 ABSENT = f"corpus not found at {PDFS} (the shared data folder is not checked out next to the project)"
 MAX_BYTES = 200 * 1024 * 1024
 
