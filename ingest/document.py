@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 DocumentKind = Literal["pdf", "text", "markdown", "html", "docx"]
 
@@ -27,3 +27,29 @@ class ParsedDocument:
     @property
     def text(self) -> str:
         return "\n\n".join(block.text for block in self.blocks)
+
+
+class PageTextCache(Protocol):
+    """Remembers the paragraphs extracted from a PDF page, by a digest of everything that page's text
+    depends on, so an edited PDF only has its changed pages read again."""
+
+    def get(self, key: str) -> list[str] | None: ...
+
+    def put(self, key: str, paragraphs: list[str]) -> None: ...
+
+
+class MemoryPageTextCache:
+    """A PageTextCache in a dict, for tests and one-off runs."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, list[str]] = {}
+        self.hits = 0
+
+    def get(self, key: str) -> list[str] | None:
+        found = self.entries.get(key)
+        if found is not None:
+            self.hits += 1
+        return found
+
+    def put(self, key: str, paragraphs: list[str]) -> None:
+        self.entries[key] = list(paragraphs)

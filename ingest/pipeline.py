@@ -16,9 +16,9 @@ from enum import StrEnum
 from pathlib import Path
 
 from ingest.chunk import chunk_blocks
-from ingest.parsers import kind_for, parse_bytes
+from ingest.parsers import kind_for, parse_bytes, read_document
 from ingest.scan import is_ignored, walk_files
-from rag.errors import DocumentError, EmptyFile, FileTooLarge, UnreadableFile, UnsupportedFileType
+from rag.errors import DocumentError, UnreadableFile, UnsupportedFileType
 from rag.index import FileFacts, Index
 from rag.settings import Settings
 
@@ -150,11 +150,7 @@ class Ingester:
                 return FileResult(key, Outcome.UNCHANGED)
             # Not retried until it changes, but still reported: the file is still not in the index.
             return FileResult(key, Outcome(existing.status), existing.error)
-        if info.st_size > self.settings.max_file_bytes:
-            raise FileTooLarge(f"larger than the {self.settings.max_file_mb:g} MB limit")
-        if info.st_size == 0:
-            raise EmptyFile("empty file (0 bytes)")
-        data = self._read(path)
+        data = read_document(path, max_bytes=self.settings.max_file_bytes)
         facts = FileFacts(key, hash_bytes(data), len(data), info.st_mtime_ns)
         if existing and existing.content_hash == facts.content_hash and existing.status == "indexed":
             self.index.touch_document(facts)
@@ -164,7 +160,7 @@ class Ingester:
                 if not os.path.lexists(twin.path) and self.index.move_document(twin.path, facts):
                     logger.info("moved: %s -> %s", twin.path, key)
                     return FileResult(key, Outcome.MOVED, f"moved from {twin.path}")
-        parsed = parse_bytes(data, kind, pdf_passwords=self.settings.pdf_passwords)
+        parsed = parse_bytes(data, kind, pdf_passwords=self.settings.pdf_passwords, page_cache=self.index.catalog)
         chunks = chunk_blocks(
             parsed.blocks,
             self.index.embedder.count_tokens,
@@ -174,16 +170,6 @@ class Ingester:
         )
         written = self.index.write_document(facts, kind, parsed.page_count, chunks, parsed.warnings)
         return FileResult(key, Outcome.INDEXED, chunks=written.chunks, embedded=written.embedded)
-
-    def _read(self, path: Path) -> bytes:
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            raise UnreadableFile("file disappeared while being read") from None
-        except PermissionError:
-            raise UnreadableFile("permission denied") from None
-        except IsADirectoryError:
-            raise UnsupportedFileType("a folder, not a file") from None
 
     def _record(self, key: str, problem: DocumentError) -> FileResult:
         outcome = Outcome.SKIPPED if problem.status == "skipped" else Outcome.FAILED

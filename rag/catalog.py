@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from rag.embedder import Vectors
+from rag.errors import ConfigError
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
+# Each migration brings the catalog from the version before it to its own; `PRAGMA user_version` records
+# where a file stands, and opening a catalog applies whatever it lacks, in one transaction.
+MIGRATIONS: dict[int, str] = {
+    1: """
 CREATE TABLE IF NOT EXISTS documents (
     id           TEXT PRIMARY KEY,
     path         TEXT NOT NULL UNIQUE,
@@ -55,7 +57,18 @@ CREATE TABLE IF NOT EXISTS embedding_cache (
     vector    BLOB NOT NULL,
     PRIMARY KEY (model, text_hash)
 ) WITHOUT ROWID;
-"""
+""",
+    2: """
+-- Paragraphs extracted from PDF pages, by a digest of what the page's text depends on: an edited PDF
+-- re-extracts only its changed pages.
+CREATE TABLE IF NOT EXISTS page_text (
+    key        TEXT PRIMARY KEY,
+    paragraphs TEXT NOT NULL,
+    used_at    REAL NOT NULL
+) WITHOUT ROWID;
+""",
+}
+SCHEMA_VERSION = max(MIGRATIONS)
 
 
 @dataclass(frozen=True)
@@ -133,11 +146,21 @@ class Catalog:
     def _migrate(self) -> None:
         with self.transaction():
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version < SCHEMA_VERSION:
-                for statement in _SCHEMA.split(";"):
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"The index in {self.path.parent} was written by a newer Archivist (catalog version "
+                    f"{version}, this one knows up to {SCHEMA_VERSION}). Upgrade Archivist, or use another --data-dir."
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[target].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._db.execute(f"PRAGMA user_version = {target}")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:
@@ -237,6 +260,19 @@ class Catalog:
             db.executemany(
                 "INSERT OR IGNORE INTO embedding_cache (model, text_hash, vector) VALUES (?, ?, ?)",
                 [(model, key, np.asarray(vector, dtype=np.float32).tobytes()) for key, vector in vectors.items()],
+            )
+
+    # ----- PDF page text cache (ingest.document.PageTextCache) -----
+    def get(self, key: str) -> list[str] | None:
+        with self._lock:
+            row = self._db.execute("SELECT paragraphs FROM page_text WHERE key = ?", (key,)).fetchone()
+        return list(json.loads(row[0])) if row else None
+
+    def put(self, key: str, paragraphs: list[str]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO page_text (key, paragraphs, used_at) VALUES (?, ?, ?)",
+                (key, json.dumps(paragraphs, ensure_ascii=False), time.time()),
             )
 
     # ----- writes (call inside `transaction()`) -----

@@ -12,7 +12,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from ingest.document import DocumentKind, ParsedDocument
+from ingest.document import DocumentKind, PageTextCache, ParsedDocument
 from rag.errors import EmptyFile, FileTooLarge, UnreadableFile, UnsupportedFileType
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ _KINDS: dict[str, DocumentKind] = {
 SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(_KINDS)
 _MIB = 1024 * 1024
 
-__all__ = ["SUPPORTED_SUFFIXES", "kind_for", "parse_bytes", "parse_file"]
+__all__ = ["SUPPORTED_SUFFIXES", "PageTextCache", "kind_for", "parse_bytes", "parse_file", "read_document"]
 
 
 def kind_for(path: Path) -> DocumentKind | None:
@@ -38,8 +38,8 @@ def kind_for(path: Path) -> DocumentKind | None:
     return _KINDS.get(path.suffix.lower())
 
 
-def parse_file(path: Path, *, max_bytes: int, pdf_passwords: Sequence[str] = ()) -> ParsedDocument:
-    """Check and read one file, then parse it; a file over `max_bytes` is never read."""
+def read_document(path: Path, *, max_bytes: int) -> bytes:
+    """Check one file and read it whole; a file over `max_bytes` (or not a regular file) is never read."""
     kind = kind_for(path)
     if kind is None:
         raise UnsupportedFileType(f"unsupported file type {path.suffix or '(no extension)'}")
@@ -62,13 +62,32 @@ def parse_file(path: Path, *, max_bytes: int, pdf_passwords: Sequence[str] = ())
         raise _unreadable(error) from error
     if len(data) > max_bytes:
         raise FileTooLarge(f"larger than the {_megabytes(max_bytes)} MB limit")
-    document = parse_bytes(data, kind, pdf_passwords=pdf_passwords)
+    if not data:
+        raise EmptyFile("empty file (0 bytes)")
+    return data
+
+
+def parse_file(
+    path: Path, *, max_bytes: int, pdf_passwords: Sequence[str] = (), page_cache: PageTextCache | None = None
+) -> ParsedDocument:
+    """Check and read one file, then parse it; a file over `max_bytes` is never read."""
+    kind = kind_for(path)
+    data = read_document(path, max_bytes=max_bytes)
+    assert kind is not None  # read_document refused unsupported files
+    document = parse_bytes(data, kind, pdf_passwords=pdf_passwords, page_cache=page_cache)
     logger.debug("parsed %s: %d blocks, %d pages", path, len(document.blocks), document.page_count)
     return document
 
 
-def parse_bytes(data: bytes, kind: DocumentKind, *, pdf_passwords: Sequence[str] = ()) -> ParsedDocument:
-    """Parse a file's content as the given kind of document."""
+def parse_bytes(
+    data: bytes,
+    kind: DocumentKind,
+    *,
+    pdf_passwords: Sequence[str] = (),
+    page_cache: PageTextCache | None = None,
+) -> ParsedDocument:
+    """Parse a file's content as the given kind of document; `page_cache` lets a PDF reuse the text of
+    pages it has seen before (an edited PDF re-reads only the pages that changed)."""
     if not data:
         raise EmptyFile("empty file (0 bytes)")
     # Each format's library is imported only when a file of that format comes along: a run over a
@@ -76,7 +95,7 @@ def parse_bytes(data: bytes, kind: DocumentKind, *, pdf_passwords: Sequence[str]
     if kind == "pdf":
         from ingest.parsers import pdf
 
-        return pdf.parse(data, pdf_passwords)
+        return pdf.parse(data, pdf_passwords, page_cache)
     if kind == "text":
         from ingest.parsers import text
 

@@ -7,6 +7,7 @@ rather than a log line, and one page that cannot be read costs that page, not th
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import math
@@ -15,11 +16,13 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
+from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, StreamObject
 
-from ingest.document import Block, ParsedDocument
+from ingest.document import Block, PageTextCache, ParsedDocument
 from rag.errors import DamagedFile, EmptyFile, EncryptedFile, NoTextLayer
 
 logger = logging.getLogger(__name__)
@@ -40,8 +43,9 @@ _MIN_WRAP_WIDTH = 30
 _WRAP_SHARE = 0.75
 
 
-def parse(data: bytes, passwords: Sequence[str] = ()) -> ParsedDocument:
-    """Parse a PDF into paragraph blocks per page; `passwords` are tried after the empty one."""
+def parse(data: bytes, passwords: Sequence[str] = (), page_cache: PageTextCache | None = None) -> ParsedDocument:
+    """Parse a PDF into paragraph blocks per page; `passwords` are tried after the empty one. Pages whose
+    digest `page_cache` knows are not extracted again."""
     with _PYPDF_LOCK, _pypdf_messages() as messages:
         reader = _open(data, passwords)
         try:
@@ -50,7 +54,7 @@ def parse(data: bytes, passwords: Sequence[str] = ()) -> ParsedDocument:
             raise DamagedFile(f"damaged PDF: {_short(error)}") from error
         if page_count == 0:
             raise EmptyFile("empty PDF (no pages)")
-        pages, failed = _read_pages(reader, page_count)
+        pages, failed = _read_pages(reader, page_count, page_cache)
     return assemble(pages, failed, messages)
 
 
@@ -100,19 +104,89 @@ def _unlock(reader: PdfReader, passwords: Sequence[str]) -> None:
     raise EncryptedFile("encrypted: needs a password")
 
 
-def _read_pages(reader: PdfReader, page_count: int) -> tuple[dict[int, list[str]], list[int]]:
+def _read_pages(
+    reader: PdfReader, page_count: int, page_cache: PageTextCache | None
+) -> tuple[dict[int, list[str]], list[int]]:
     """Each page's paragraphs by 1-based page number, and the pages whose extraction failed."""
     pages: dict[int, list[str]] = {}
     failed: list[int] = []
+    digests = _Digests() if page_cache is not None else None
     for number in range(1, page_count + 1):
+        key = digests.page_key(reader.pages[number - 1]) if digests is not None else None
+        cached = page_cache.get(key) if page_cache is not None and key is not None else None
+        if cached is not None:
+            pages[number] = cached
+            continue
         try:
             raw = reader.pages[number - 1].extract_text()
         except Exception as error:  # one bad content stream or font must not cost the other pages
             logger.debug("page %d: text extraction failed: %r", number, error)
             failed.append(number)
-            raw = ""
+            pages[number] = []
+            continue
         pages[number] = page_paragraphs(raw)
+        if page_cache is not None and key is not None:
+            page_cache.put(key, pages[number])
     return pages, failed
+
+
+class _Digests:
+    """A digest of everything a page's extracted text depends on: its content streams, and the fonts and
+    form XObjects they use (their dictionaries, ToUnicode maps and encodings), page size and rotation.
+
+    Object numbers are not part of it: a tool that rewrites the file (as replacing one page with pypdf
+    does) renumbers every object, yet the unchanged pages keep their digests. Font programs and image data
+    are skipped: text extraction does not read them, and hashing them would cost more than it saves.
+    """
+
+    VERSION = b"archivist-page-text-1"  # bump when page_paragraphs or pypdf's extraction changes
+    _SKIPPED_KEYS = frozenset({"/Parent", "/Annots", "/FontFile", "/FontFile2", "/FontFile3", "/B", "/Thumb",
+                               "/StructParents", "/Metadata", "/PieceInfo", "/LastModified"})
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[int, int], bytes] = {}  # by object reference, within one document
+
+    def page_key(self, page: Any) -> str | None:
+        try:
+            digest = hashlib.sha256(self.VERSION)
+            digest.update(self._digest(page, depth=0))
+            return digest.hexdigest()
+        except Exception:  # an odd object graph: extract the page rather than risk a wrong key
+            return None
+
+    def _digest(self, value: Any, depth: int) -> bytes:
+        if depth > 24:
+            raise ValueError("object graph too deep")
+        if isinstance(value, IndirectObject):
+            reference = (value.idnum, value.generation)
+            known = self._memo.get(reference)
+            if known is None:
+                known = self._memo[reference] = self._digest(value.get_object(), depth + 1)
+            return known
+        digest = hashlib.sha256()
+        if isinstance(value, StreamObject):
+            digest.update(b"stream")
+            is_image = value.get("/Subtype") == "/Image"
+            digest.update(b"image" if is_image else value.get_data())
+            value_items = value.items()
+            digest.update(self._dict_digest(value_items, depth))
+        elif isinstance(value, DictionaryObject):
+            digest.update(b"dict" + self._dict_digest(value.items(), depth))
+        elif isinstance(value, ArrayObject):
+            digest.update(b"array")
+            for item in value:
+                digest.update(self._digest(item, depth + 1))
+        else:
+            digest.update(type(value).__name__.encode() + b":" + repr(value).encode())
+        return digest.digest()
+
+    def _dict_digest(self, items: Any, depth: int) -> bytes:
+        digest = hashlib.sha256()
+        for key, item in sorted(items, key=lambda pair: str(pair[0])):
+            if key in self._SKIPPED_KEYS or key in ("/Length", "/Filter", "/DecodeParms"):
+                continue  # how a stream is compressed does not change its text
+            digest.update(str(key).encode() + b"=" + self._digest(item, depth + 1))
+        return digest.digest()
 
 
 def page_paragraphs(text: str) -> list[str]:

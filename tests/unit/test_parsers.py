@@ -489,3 +489,26 @@ def test_section_builder_keeps_every_heading() -> None:
         Block("text of C", headings=("A", "C")),
         Block("D\nE", headings=("D", "E")),
     )
+
+
+def test_an_edited_pdf_reuses_the_text_of_unchanged_pages() -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    from ingest.document import MemoryPageTextCache
+
+    original = text_pdf([[f"Page {n} says something about topic {n}."] for n in range(1, 7)])
+    cache = MemoryPageTextCache()
+    first = parse_bytes(original, "pdf", page_cache=cache)
+    assert len(cache.entries) == 6 and cache.hits == 0
+    # Replace page 4 and rewrite the whole file, as a PDF tool would: every object is renumbered.
+    replacement = PdfReader(io.BytesIO(text_pdf([["A brand new fourth page."]]))).pages[0]
+    writer = PdfWriter()
+    for number, page in enumerate(PdfReader(io.BytesIO(original)).pages, start=1):
+        writer.add_page(replacement if number == 4 else page)
+    out = io.BytesIO()
+    writer.write(out)
+    edited = parse_bytes(out.getvalue(), "pdf", page_cache=cache)
+    assert cache.hits == 5
+    assert edited == parse_bytes(out.getvalue(), "pdf")  # the cache never changes the result
+    assert [b.text for b in edited.blocks if b.page == 4] == ["A brand new fourth page."]
+    assert [b for b in edited.blocks if b.page != 4] == [b for b in first.blocks if b.page != 4]
