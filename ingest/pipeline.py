@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from ingest.chunk import chunk_blocks
+from ingest.control import IndexingControl
 from ingest.parsers import kind_for, parse_bytes, read_document
 from ingest.scan import is_ignored, walk_files
 from rag.errors import DocumentError, UnreadableFile, UnsupportedFileType
@@ -83,9 +85,14 @@ def hash_bytes(data: bytes) -> str:
 class Ingester:
     """Applies files and folders to an index. The caller holds the data folder's WriterLock."""
 
-    def __init__(self, index: Index, settings: Settings) -> None:
+    def __init__(self, index: Index, settings: Settings, control: IndexingControl | None = None) -> None:
         self.index = index
         self.settings = settings
+        self.control = control or IndexingControl(settings.data_dir)
+        self.stopping = threading.Event()  # set by stop(): a long run ends after the file in hand
+
+    def stop(self) -> None:
+        self.stopping.set()
 
     # ----- whole runs -----
     def plan(self, paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
@@ -107,11 +114,22 @@ class Ingester:
         on_disk = {str(file) for file in files}
         # Removals first would lose moves: a vanished document is still in the catalog while its new path is
         # processed, so the move is recognised by content hash and nothing is re-embedded.
-        for file in files:
-            result = self.ingest_file(file)
-            report.results.append(result)
-            if on_file is not None:
-                on_file(result)
+        control = self.control
+        control.update(state="indexing", total=len(files), done=0, failed=0, force=True)
+        try:
+            for done, file in enumerate(files):
+                control.wait_while_paused(self.stopping)
+                if self.stopping.is_set():
+                    return report  # stopped: removals wait for the next run, which rescans anyway
+                control.update(current=str(file), done=done)
+                result = self.ingest_file(file)
+                report.results.append(result)
+                if result.outcome in (Outcome.FAILED, Outcome.SKIPPED):
+                    control.update(failed=control.progress.failed + 1)
+                if on_file is not None:
+                    on_file(result)
+        finally:
+            control.update(state="idle", current=None, done=control.progress.total, force=True)
         for root in roots:
             for document in self.index.catalog.documents(under=str(root)):
                 if document.path not in on_disk and not os.path.lexists(document.path):

@@ -19,6 +19,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from ingest.control import lower_thread_priority
 from ingest.pipeline import FileResult, Ingester, IngestReport, absolute, is_candidate
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class Watcher:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
+        self.ingester.stop()  # a long scan ends after the file in hand
         self._wake.set()
         if self._observer is not None:
             self._observer.stop()
@@ -142,11 +144,15 @@ class Watcher:
         self._wake.set()
 
     def _run(self) -> None:
+        lower_thread_priority()
         self._reconcile()
         self.ready.set()
         while not self._stopping.is_set():
             self._wake.wait(timeout=self.quiet_seconds / 2)
             self._wake.clear()
+            self.ingester.control.update(pending=self.pending)
+            if self.ingester.control.paused:
+                continue  # changes stay queued until indexing resumes
             try:
                 self._process(self._settled())
             except Exception as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = command("status", "Show what is indexed: documents by status, chunks, failures with reasons.")
     _json_option(status)
 
+    command("pause", "Pause indexing by the process that owns the index (it finishes the file in hand).")
+    command("resume", "Resume paused indexing.")
+
     watch = command("watch", "Index folders, then keep the index in step with them until Ctrl-C.")
     watch.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="folders (or files) to watch")
 
@@ -99,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(data_dir=args.data_dir)
         handler = {
             "ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "status": cmd_status,
-            "watch": cmd_watch, "ui": cmd_ui,
+            "watch": cmd_watch, "ui": cmd_ui, "pause": cmd_pause, "resume": cmd_resume,
         }[args.command]
         return handler(args, settings)
     except ArchivistError as error:
@@ -117,12 +121,16 @@ def _print_json(data: Any) -> None:
 
 # ----- commands -----
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.control import IndexingControl
     from ingest.pipeline import Ingester, Outcome
     from rag.factory import open_default_index
     from rag.lock import WriterLock
     from ui.progress import FileProgress
 
     with WriterLock(settings.data_dir):
+        _low_priority()
+        if IndexingControl(settings.data_dir).paused:
+            print("Indexing is paused: waiting for `archivist resume`…", file=sys.stderr)
         index = open_default_index(settings)
         try:
             ingester = Ingester(index, settings)
@@ -223,12 +231,19 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             ]
         finally:
             catalog.close()
+    from dataclasses import asdict
+
+    from ingest.control import IndexingControl, read_progress
+
+    progress = read_progress(settings.data_dir)
     data = {
         "data_dir": str(settings.data_dir),
         "documents": {status: counts.get(status, 0) for status in ("indexed", "failed", "skipped")},
         "total_documents": sum(counts.values()),
         "chunks": chunks,
         "failures": failures,
+        "paused": IndexingControl(settings.data_dir).paused,
+        "indexing": asdict(progress) if progress is not None else None,
     }
     if args.json:
         _print_json(data)
@@ -237,9 +252,41 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     docs = data["documents"]
     print(f"Documents: {docs['indexed']} indexed, {docs['failed']} failed, {docs['skipped']} skipped")  # type: ignore[index]
     print(f"Chunks: {chunks}")
+    if progress is not None:
+        state = "paused" if data["paused"] else progress.state
+        line = f"Indexing (pid {progress.pid}): {state}, {progress.done}/{progress.total} files"
+        if progress.pending:
+            line += f", {progress.pending} changes waiting"
+        print(line)
+    elif data["paused"]:
+        print("Indexing is paused (`archivist resume` to continue).")
     for failure in failures:
         print(f"  {failure['status']}: {failure['path']}: {failure['error']}")
     return 0
+
+
+def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.control import IndexingControl, read_progress
+
+    IndexingControl(settings.data_dir).pause()
+    owner = read_progress(settings.data_dir)
+    who = f"the indexer (pid {owner.pid})" if owner else "the next indexing run"
+    print(f"Paused: {who} stops after the file in hand. `archivist resume` continues.", file=sys.stderr)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.control import IndexingControl
+
+    IndexingControl(settings.data_dir).resume()
+    print("Resumed.", file=sys.stderr)
+    return 0
+
+
+def _low_priority() -> None:
+    """Indexing is background work: let the person's own programs go first."""
+    with contextlib.suppress(OSError):
+        os.nice(10)
 
 
 def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
@@ -262,6 +309,7 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
             print(f"removed: {path}", file=sys.stderr, flush=True)
 
     with WriterLock(settings.data_dir):
+        _low_priority()
         index = open_default_index(settings)
         try:
             watcher = Watcher(Ingester(index, settings), args.paths, on_report=on_report, on_file=on_file)
