@@ -58,12 +58,12 @@ class IndexingControl:
     def resume(self) -> None:
         (self.data_dir / PAUSE_FILE).unlink(missing_ok=True)
 
-    def wait_while_paused(self, stopping: threading.Event | None = None, poll_s: float = 0.5) -> None:
-        """Block between files while paused; returns at once when not paused or when `stopping` is set."""
+    def wait_while_paused(self, *stopping: threading.Event, poll_s: float = 0.25) -> None:
+        """Block between files while paused; returns at once when not paused or any `stopping` is set."""
         if not self.paused:
             return
         self.update(state="paused", force=True)
-        while self.paused and not (stopping is not None and stopping.is_set()):
+        while self.paused and not any(event.is_set() for event in stopping):
             time.sleep(poll_s)
         self.update(state="indexing" if self.progress.total > self.progress.done else "idle", force=True)
 

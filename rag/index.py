@@ -243,6 +243,16 @@ class Index:
             logger.info("reconciled vectors: %d orphans removed, %d restored", len(orphans), len(missing))
         return result
 
+    def ensure_vectors(self, texts: dict[str, str]) -> set[str]:
+        """Put vectors for {text hash: text} in the embedding cache, embedding only texts it lacks, all in one
+        go; returns the hashes embedded now. Lets a caller batch the chunks of many files together."""
+        model = self.embedder.name
+        found = self.catalog.cached_vectors(model, texts)
+        misses = [digest for digest in texts if digest not in found]
+        if misses:
+            self._vectors_for({digest: texts[digest] for digest in misses}, None)
+        return set(misses)
+
     # ----- helpers -----
     def _vectors_for(
         self, texts: dict[str, str], on_embedded: Callable[[int], None] | None
