@@ -166,7 +166,7 @@ class Ingester:
             path = absolute(given)
             if path.is_dir():
                 roots.append(path)
-                files.extend(walk_files(path))
+                files.extend(walk_files(path, follow_symlinks=self.settings.follow_symlinks))
             else:
                 files.append(path)  # a missing file is reported (or removed) when it is processed
         return list(dict.fromkeys(files)), roots

@@ -105,7 +105,9 @@ class Watcher:
         handler = _Handler(self._mark, reports_closes=_reports_closes(observer))
         for root in self.roots:
             root.mkdir(parents=True, exist_ok=True)
-            observer.schedule(handler, str(root), recursive=True)
+            observer.schedule(
+                handler, str(root), recursive=True, follow_symlink=self.ingester.settings.follow_symlinks
+            )
         observer.daemon = True
         observer.start()  # before the scan: nothing changed during the scan is missed
         self._observer = observer
@@ -139,6 +141,8 @@ class Watcher:
         path = absolute(Path(raw_path))
         if not is_candidate(path, self.roots):
             return
+        if not self.ingester.settings.follow_symlinks and path.is_symlink():
+            return  # as the scan does: links are not followed unless the settings say so
         with self._lock:
             self._dirty[str(path)] = _Dirty(time.monotonic(), _signature(path), writing)
         self._wake.set()

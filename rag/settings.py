@@ -75,6 +75,9 @@ class Settings(BaseSettings):
         default_factory=list, description="Passwords tried on encrypted PDFs (the empty one always is)."
     )
     embed_batch_size: int = Field(64, ge=1, description="Texts per embedding batch.")
+    follow_symlinks: bool = Field(
+        False, description="Index files and folders behind symbolic links (loops are detected and skipped)."
+    )
     embedding_model_dir: Path | None = Field(
         None, description="Folder of a sentence-transformers model; default: the packaged all-MiniLM-L6-v2."
     )
