@@ -8,13 +8,14 @@ other processes query while the one writer commits.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
@@ -67,8 +68,59 @@ CREATE TABLE IF NOT EXISTS page_text (
     used_at    REAL NOT NULL
 ) WITHOUT ROWID;
 """,
+    # 3: lexical search. Chunks get an integer key (FTS5 rows are addressed by integer), documents a title
+    # (the file name's words: "3M_2018_10K.pdf" is "3M 2018 10K"), and an FTS5 index over chunk text,
+    # headings and title is kept in step by triggers, inside the same transactions as the chunks.
+    3: """
+CREATE TABLE chunks_v3 (
+    seq         INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ordinal     INTEGER NOT NULL,
+    page_start  INTEGER NOT NULL,
+    page_end    INTEGER NOT NULL,
+    headings    TEXT NOT NULL DEFAULT '[]',
+    text        TEXT NOT NULL,
+    text_hash   TEXT NOT NULL
+);
+INSERT INTO chunks_v3 (id, document_id, ordinal, page_start, page_end, headings, text, text_hash)
+    SELECT id, document_id, ordinal, page_start, page_end, headings, text, text_hash FROM chunks;
+DROP TABLE chunks;
+ALTER TABLE chunks_v3 RENAME TO chunks;
+CREATE INDEX chunks_by_document ON chunks(document_id, ordinal);
+ALTER TABLE documents ADD COLUMN title TEXT NOT NULL DEFAULT '';
+CREATE VIRTUAL TABLE chunks_fts USING fts5(text, headings, title, tokenize='porter unicode61 remove_diacritics 2');
+CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts (rowid, text, headings, title)
+    VALUES (new.seq, new.text, new.headings, (SELECT title FROM documents WHERE id = new.document_id));
+END;
+CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+    DELETE FROM chunks_fts WHERE rowid = old.seq;
+END;
+CREATE TRIGGER documents_fts_title AFTER UPDATE OF title ON documents BEGIN
+    UPDATE chunks_fts SET title = new.title WHERE rowid IN (SELECT seq FROM chunks WHERE document_id = new.id);
+END;
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def title_for(path: str) -> str:
+    """The words of a file's name, for lexical search: "reports/3M_2018_10K.pdf" gives "3M 2018 10K"."""
+    return " ".join(re.split(r"[\W_]+", PurePath(path).stem)).strip()
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements, keeping a trigger's body (which holds semicolons) whole."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return [statement for statement in statements if statement.rstrip(";").strip()]
 
 
 @dataclass(frozen=True)
@@ -152,10 +204,20 @@ class Catalog:
                     f"{version}, this one knows up to {SCHEMA_VERSION}). Upgrade Archivist, or use another --data-dir."
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                for statement in _statements(MIGRATIONS[target]):
+                    self._db.execute(statement)
+                if target == 3:
+                    self._fill_titles()
                 self._db.execute(f"PRAGMA user_version = {target}")
+
+    def _fill_titles(self) -> None:
+        """Titles for documents catalogued before version 3 (the trigger carries them into the FTS index)."""
+        rows = self._db.execute("SELECT id, path FROM documents").fetchall()
+        self._db.executemany("UPDATE documents SET title = ? WHERE id = ?", [(title_for(p), i) for i, p in rows])
+        self._db.execute(
+            "INSERT INTO chunks_fts (rowid, text, headings, title) SELECT c.seq, c.text, c.headings, d.title "
+            "FROM chunks c JOIN documents d ON d.id = c.document_id"
+        )
 
     @property
     def schema_version(self) -> int:
@@ -262,6 +324,45 @@ class Catalog:
                 [(model, key, np.asarray(vector, dtype=np.float32).tobytes()) for key, vector in vectors.items()],
             )
 
+    # ----- lexical search -----
+    def lexical_search(
+        self,
+        terms: Sequence[str],
+        limit: int,
+        weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        where: str = "",
+        parameters: Sequence[object] = (),
+    ) -> list[tuple[str, float]]:
+        """Chunks matching any of `terms` by BM25 over (text, headings, title), best first, as (id, score).
+
+        `where` is an extra SQL condition on `d` (documents) and `c` (chunks), with its `parameters`."""
+        if not terms or limit <= 0:
+            return []
+        match = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+        sql = (
+            "SELECT c.id, bm25(chunks_fts, ?, ?, ?) AS rank FROM chunks_fts "
+            "JOIN chunks c ON c.seq = chunks_fts.rowid JOIN documents d ON d.id = c.document_id "
+            f"WHERE chunks_fts MATCH ? {('AND ' + where) if where else ''} ORDER BY rank LIMIT ?"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, [*weights, match, *parameters, limit]).fetchall()
+        return [(row[0], -float(row[1])) for row in rows]
+
+    def chunk_documents(self, ids: Sequence[str], where: str = "", parameters: Sequence[object] = ()) -> dict[str, str]:
+        """Chunk id -> document id, for the ids that pass `where` (same form as in lexical_search)."""
+        found: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                part = list(ids[start : start + 500])
+                marks = ",".join("?" * len(part))
+                rows = self._db.execute(
+                    f"SELECT c.id, c.document_id FROM chunks c JOIN documents d ON d.id = c.document_id "
+                    f"WHERE c.id IN ({marks}) {('AND ' + where) if where else ''}",
+                    [*part, *parameters],
+                ).fetchall()
+                found.update((row[0], row[1]) for row in rows)
+        return found
+
     # ----- PDF page text cache (ingest.document.PageTextCache) -----
     def get(self, key: str) -> list[str] | None:
         with self._lock:
@@ -280,10 +381,11 @@ class Catalog:
     def put_document(db: sqlite3.Connection, document: DocumentRow) -> None:
         db.execute(
             "INSERT INTO documents (id, path, kind, content_hash, size, mtime_ns, status, error, page_count,"
-            " warnings, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET"
+            " warnings, updated_at, title) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET"
             " path=excluded.path, kind=excluded.kind, content_hash=excluded.content_hash,"
             " size=excluded.size, mtime_ns=excluded.mtime_ns, status=excluded.status, error=excluded.error,"
-            " page_count=excluded.page_count, warnings=excluded.warnings, updated_at=excluded.updated_at",
+            " page_count=excluded.page_count, warnings=excluded.warnings, updated_at=excluded.updated_at,"
+            " title=excluded.title",
             (
                 document.id,
                 document.path,
@@ -296,7 +398,15 @@ class Catalog:
                 document.page_count,
                 json.dumps(list(document.warnings)),
                 document.updated_at or time.time(),
+                title_for(document.path),
             ),
+        )
+
+    @staticmethod
+    def move_document(db: sqlite3.Connection, document_id: str, path: str, size: int, mtime_ns: int) -> None:
+        db.execute(
+            "UPDATE documents SET path = ?, title = ?, size = ?, mtime_ns = ?, updated_at = ? WHERE id = ?",
+            (path, title_for(path), size, mtime_ns, time.time(), document_id),
         )
 
     @staticmethod

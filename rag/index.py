@@ -193,10 +193,7 @@ class Index:
         if existing is None or self.catalog.document_by_path(facts.path) is not None:
             return False
         with self.catalog.transaction() as db:
-            db.execute(
-                "UPDATE documents SET path = ?, size = ?, mtime_ns = ?, updated_at = ? WHERE id = ?",
-                (facts.path, facts.size, facts.mtime_ns, time.time(), existing.id),
-            )
+            Catalog.move_document(db, existing.id, facts.path, facts.size, facts.mtime_ns)
         return True
 
     def touch_document(self, facts: FileFacts) -> None:

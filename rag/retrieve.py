@@ -1,10 +1,28 @@
-"""Finding the passages that best answer a question (dense retrieval; hybrid arrives later)."""
+"""Finding the passages that best answer a question: dense (Chroma), lexical (BM25 over SQLite FTS5), or
+both fused by reciprocal rank fusion, with a cap on chunks per document and optional filters."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
+from typing import Literal
 
+from rag.fusion import cap_per_group, reciprocal_rank_fusion
 from rag.index import Index
+
+Mode = Literal["dense", "lexical", "hybrid"]
+MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
+
+# Words too common to help BM25 find anything; dropping them also keeps the FTS query short.
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below between
+    both but by can could did do does doing down during each few for from further had has have having he her
+    here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not
+    now of off on once only or other our ours ourselves out over own same she should so some such than that
+    the their theirs them themselves then there these they this those through to too under until up very was
+    we were what when where which while who whom why will with would you your yours yourself yourselves""".split()
+)
+_TERM = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -12,7 +30,7 @@ class Hit:
     """One retrieved passage, with everything needed to cite it."""
 
     rank: int  # 1-based, best first
-    score: float  # cosine similarity, higher is better
+    score: float  # higher is better: cosine similarity (dense), BM25 (lexical) or fused RRF score (hybrid)
     path: str
     page_start: int
     page_end: int
@@ -32,24 +50,113 @@ class Hit:
         return data
 
 
-def search(index: Index, query: str, k: int) -> list[Hit]:
-    """The k chunks nearest to the query, read back through the catalog (orphan vectors never show)."""
+@dataclass(frozen=True)
+class Filters:
+    """Limit a search to a folder, file types and/or a file-name glob."""
+
+    folder: str | None = None
+    kinds: tuple[str, ...] = ()  # "pdf", "text", "markdown", "html", "docx"
+    name_glob: str | None = None  # matched against the file name, e.g. "*2022*"
+
+    def sql(self) -> tuple[str, list[object]]:
+        """The condition on `d` (documents) that applies these filters, with its parameters."""
+        clauses: list[str] = []
+        parameters: list[object] = []
+        if self.folder:
+            prefix = self.folder.rstrip("/") + "/"
+            clauses.append("substr(d.path, 1, ?) = ?")
+            parameters += [len(prefix), prefix]
+        if self.kinds:
+            clauses.append(f"d.kind IN ({','.join('?' * len(self.kinds))})")
+            parameters += list(self.kinds)
+        if self.name_glob:
+            # GLOB on the name only: the last path component, case-insensitively like most desktops.
+            clauses.append("lower(replace(d.path, rtrim(d.path, replace(d.path, '/', '')), '')) GLOB ?")
+            parameters.append(self.name_glob.lower())
+        return " AND ".join(clauses), parameters
+
+    @property
+    def active(self) -> bool:
+        return bool(self.folder or self.kinds or self.name_glob)
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """How search weighs its arms. Defaults chosen on SciFact train (see README, Retrieval)."""
+
+    rrf_k: float = 60.0
+    dense_depth: int = 100  # candidates taken from each arm before fusion
+    lexical_depth: int = 100
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    bm25_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # text, headings, file title
+    per_document: int = 3  # at most this many chunks of one document in the results
+    drop_stop_words: bool = True
+
+
+def query_terms(query: str, drop_stop_words: bool = True) -> list[str]:
+    """The query's words for BM25, lower-cased, without stop words (unless that would leave none)."""
+    words = list(dict.fromkeys(word.lower() for word in _TERM.findall(query)))
+    kept = [word for word in words if word not in STOP_WORDS] if drop_stop_words else words
+    return kept or words
+
+
+def dense_ranking(index: Index, query: str, depth: int, filters: Filters) -> list[tuple[str, float]]:
+    vector = index.embedder.embed_query(query)
+    # Over-fetch when filtering, since the filter applies after the nearest-neighbour search.
+    nearest = index.vectors.query(vector, depth * (4 if filters.active else 1) + 10)
+    where, parameters = filters.sql()
+    known = index.catalog.chunk_documents([chunk_id for chunk_id, _ in nearest], where, parameters)
+    return [(chunk_id, score) for chunk_id, score in nearest if chunk_id in known][:depth]
+
+
+def lexical_ranking(
+    index: Index, query: str, depth: int, filters: Filters, tuning: RetrievalSettings
+) -> list[tuple[str, float]]:
+    where, parameters = filters.sql()
+    terms = query_terms(query, tuning.drop_stop_words)
+    return index.catalog.lexical_search(terms, depth, tuning.bm25_weights, where, parameters)
+
+
+def search(
+    index: Index,
+    query: str,
+    k: int,
+    mode: Mode = "hybrid",
+    filters: Filters | None = None,
+    tuning: RetrievalSettings | None = None,
+) -> list[Hit]:
+    """The k best chunks for the query, read back through the catalog (orphan vectors never show)."""
     query = query.strip()
     if not query or k <= 0:
         return []
-    vector = index.embedder.embed_query(query)
-    # Ask for a few extra: vectors the catalog no longer knows (a crash's leftovers) are dropped below.
-    nearest = index.vectors.query(vector, k + 10)
-    rows = index.catalog.chunks_by_id([chunk_id for chunk_id, _ in nearest])
+    filters = filters or Filters()
+    tuning = tuning or RetrievalSettings()
+    rankings: list[list[tuple[str, float]]] = []
+    if mode in ("dense", "hybrid"):
+        rankings.append(dense_ranking(index, query, max(k, tuning.dense_depth), filters))
+    if mode in ("lexical", "hybrid"):
+        rankings.append(lexical_ranking(index, query, max(k, tuning.lexical_depth), filters, tuning))
+    if mode == "hybrid":
+        fused = reciprocal_rank_fusion(
+            [[chunk_id for chunk_id, _ in ranking] for ranking in rankings],
+            k=tuning.rrf_k,
+            weights=[tuning.dense_weight, tuning.lexical_weight],
+        )
+    else:
+        fused = rankings[0]
+    rows = index.catalog.chunks_by_id([chunk_id for chunk_id, _ in fused[: max(k * 10, 100)]])
+    capped = cap_per_group(
+        [(chunk_id, score) for chunk_id, score in fused if chunk_id in rows],
+        {chunk_id: row.document_id for chunk_id, row in rows.items()},
+        tuning.per_document,
+    )
     hits: list[Hit] = []
-    for chunk_id, score in nearest:
-        row = rows.get(chunk_id)
-        if row is None:
-            continue
+    for chunk_id, score in capped[:k]:
+        row = rows[chunk_id]
         hits.append(
             Hit(rank=len(hits) + 1, score=round(score, 6), path=row.path, page_start=row.page_start,
                 page_end=row.page_end, chunk_id=row.id, text=row.text, headings=row.headings)
         )
-        if len(hits) == k:
-            break
     return hits
+

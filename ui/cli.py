@@ -12,11 +12,14 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag import offline  # noqa: F401  (before anything heavy)
 from rag.errors import ArchivistError
 from rag.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from rag.retrieve import Filters
 
 logger = logging.getLogger("archivist")
 
@@ -44,6 +47,22 @@ def _data_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens to standard error")
 
 
+def _filter_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--folder", type=Path, metavar="DIR", help="only documents under this folder")
+    parser.add_argument(
+        "--type", dest="kinds", action="append", choices=["pdf", "text", "markdown", "html", "docx"],
+        metavar="TYPE", help="only this file type (pdf, text, markdown, html, docx); repeat for several",
+    )
+    parser.add_argument("--name", metavar="GLOB", help="only files whose name matches, e.g. '*2022*'")
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    from rag.retrieve import Filters
+
+    folder = str(Path(os.path.abspath(args.folder))) if args.folder else None
+    return Filters(folder=folder, kinds=tuple(args.kinds or ()), name_glob=args.name)
+
+
 def _json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
@@ -69,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     search = command("search", "Find the passages that best match a query.")
     search.add_argument("query", metavar="QUERY")
     search.add_argument("--k", type=int, default=None, metavar="N", help="how many passages (default 10)")
+    search.add_argument(
+        "--mode", choices=["dense", "lexical", "hybrid"], default="hybrid",
+        help="meaning (dense), exact words (lexical, BM25) or both fused (hybrid, the default)",
+    )
+    _filter_options(search)
     _json_option(search)
 
     ask = command("ask", "Answer a question from your documents, with citations (needs Ollama).")
@@ -160,7 +184,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
     index = open_default_index(settings)
     try:
-        hits = search(index, args.query, args.k or settings.search_k)
+        hits = search(index, args.query, args.k or settings.search_k, mode=args.mode, filters=_filters(args))
     finally:
         index.close()
     if args.json:

@@ -1,0 +1,87 @@
+"""Hybrid retrieval on the in-memory fakes: fusion, the per-document cap, filters, and each arm alone."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from rag.catalog import Catalog
+from rag.embedder import HashingEmbedder
+from rag.fusion import cap_per_group, reciprocal_rank_fusion
+from rag.index import FileFacts, Index, NewChunk
+from rag.retrieve import Filters, RetrievalSettings, query_terms, search
+from rag.vectors import InMemoryVectorStore
+
+
+def test_rrf_rewards_agreement_between_rankings() -> None:
+    fused = reciprocal_rank_fusion([["a", "b", "c"], ["c", "a", "d"]], k=60)
+    assert [item for item, _ in fused] == ["a", "c", "b", "d"]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+
+
+def test_rrf_weights() -> None:
+    fused = reciprocal_rank_fusion([["a"], ["b"]], k=1, weights=[1.0, 3.0])
+    assert [item for item, _ in fused] == ["b", "a"]
+
+
+def test_cap_per_group_keeps_order() -> None:
+    items = [("a1", 5.0), ("a2", 4.0), ("b1", 3.0), ("a3", 2.0), ("b2", 1.0)]
+    groups = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "b2": "B"}
+    assert [i for i, _ in cap_per_group(items, groups, cap=2)] == ["a1", "a2", "b1", "b2"]
+
+
+def test_query_terms_drop_stop_words_but_never_everything() -> None:
+    assert query_terms("What is the capital expenditure of 3M in 2018?") == ["capital", "expenditure", "3m", "2018"]
+    assert query_terms("What is it?") == ["what", "is", "it"]
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Index:
+    index = Index(Catalog(tmp_path / "catalog.sqlite3"), InMemoryVectorStore(), HashingEmbedder(dimension=256))
+    documents = {
+        "/lib/reports/3M_2018_10K.pdf": ("pdf", ["Capital expenditures were 1,577 million.", "Net sales grew."]),
+        "/lib/reports/AMD_2015_10K.pdf": ("pdf", ["Capital expenditures were 96 million dollars.", "Revenue fell."]),
+        "/lib/notes/garden.md": ("markdown", ["Quinces ripen in October.", "Medlars need frost."]),
+        "/lib/notes/long.md": ("markdown", [f"Quince note number {n}." for n in range(10)]),
+    }
+    for path, (kind, texts) in documents.items():
+        chunks = [NewChunk(text, page, page) for page, text in enumerate(texts, start=1)]
+        index.write_document(FileFacts(path, path, 1, 1), kind, len(texts), chunks)
+    return index
+
+
+def test_lexical_uses_the_file_name(index: Index) -> None:
+    hits = search(index, "3M capital expenditures", 2, mode="lexical")
+    assert Path(hits[0].path).name == "3M_2018_10K.pdf" and hits[0].page_start == 1
+
+
+def test_each_mode_ranks_best_first(index: Index) -> None:
+    for mode in ("dense", "lexical", "hybrid"):
+        hits = search(index, "When do quinces ripen?", 3, mode=mode)  # type: ignore[arg-type]
+        assert hits[0].text == "Quinces ripen in October.", mode
+        assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+        assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
+
+
+def test_one_long_document_cannot_crowd_out_the_rest(index: Index) -> None:
+    hits = search(index, "quince note", 6, tuning=RetrievalSettings(per_document=2))
+    paths = [Path(h.path).name for h in hits]
+    assert paths.count("long.md") == 2 and "garden.md" in paths
+
+
+def test_filters_by_folder_type_and_name(index: Index) -> None:
+    in_notes = search(index, "capital expenditures quinces", 10, filters=Filters(folder="/lib/notes"))
+    assert in_notes and all(h.path.startswith("/lib/notes/") for h in in_notes)
+    pdfs = search(index, "capital expenditures quinces", 10, filters=Filters(kinds=("pdf",)))
+    assert pdfs and all(h.path.endswith(".pdf") for h in pdfs)
+    named = search(index, "capital expenditures", 10, filters=Filters(name_glob="*2015*"))
+    assert {Path(h.path).name for h in named} == {"AMD_2015_10K.pdf"}
+    assert search(index, "capital", 10, filters=Filters(folder="/lib/no")) == []  # a prefix is not a folder
+
+
+def test_a_moved_file_is_found_by_its_new_name(index: Index) -> None:
+    assert index.move_document("/lib/reports/AMD_2015_10K.pdf", FileFacts("/lib/reports/Renamed_Corp.pdf", "h", 1, 2))
+    hits = search(index, "renamed corp", 1, mode="lexical")
+    assert Path(hits[0].path).name == "Renamed_Corp.pdf"
