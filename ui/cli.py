@@ -103,6 +103,28 @@ def build_parser() -> argparse.ArgumentParser:
     status = command("status", "Show what is indexed: documents by status, chunks, failures with reasons.")
     _json_option(status)
 
+    evaluate = commands.add_parser(
+        "eval", help="Measure retrieval on a public benchmark (BEIR format, FinanceBench).",
+        description="Measure retrieval quality through the normal ingest and search paths.",
+    )
+    benchmarks = evaluate.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    beir = benchmarks.add_parser(
+        "beir", help="A BEIR-format folder (corpus.jsonl, SPLIT/queries.jsonl, SPLIT/qrels.tsv), e.g. SciFact.",
+        description="Index a BEIR corpus into a throw-away index and print nDCG@10, recall@10/100, MRR@10.",
+    )
+    beir.add_argument("folder", type=Path, metavar="DIR")
+    beir.add_argument("--split", default="test", help="which queries and judgements (default test)")
+    beir.add_argument("--limit", type=int, metavar="N", help="only the first N queries (a quick look)")
+    financebench = benchmarks.add_parser(
+        "financebench", help="FinanceBench: 10-K PDFs (DIR/pdfs) and questions with evidence pages.",
+        description="Index all PDFs as one library, then count questions whose evidence page is retrieved.",
+    )
+    financebench.add_argument("folder", type=Path, metavar="DIR")
+    for sub in (beir, financebench):
+        _data_dir_option(sub)
+        sub.add_argument("--mode", choices=["dense", "lexical", "hybrid"], default="hybrid")
+        _json_option(sub)
+
     command("pause", "Pause indexing by the process that owns the index (it finishes the file in hand).")
     command("resume", "Resume paused indexing.")
 
@@ -127,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(data_dir=args.data_dir)
         handler = {
             "ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "status": cmd_status,
-            "watch": cmd_watch, "ui": cmd_ui, "pause": cmd_pause, "resume": cmd_resume,
+            "watch": cmd_watch, "ui": cmd_ui, "pause": cmd_pause, "resume": cmd_resume, "eval": cmd_eval,
         }[args.command]
         return handler(args, settings)
     except ArchivistError as error:
@@ -286,6 +308,28 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print("Indexing is paused (`archivist resume` to continue).")
     for failure in failures:
         print(f"  {failure['status']}: {failure['path']}: {failure['error']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.evaluate import eval_beir, eval_financebench
+    from ui.progress import FileProgress
+
+    def progress(total: int, description: str) -> FileProgress:
+        return FileProgress(total, description, unit="file" if description == "Indexing" else "query")
+
+    # --data-dir names the throw-away index here; by default it lives in the cache folder.
+    data_dir = args.data_dir
+    if args.benchmark == "beir":
+        result = eval_beir(args.folder, args.split, settings, args.mode, data_dir=data_dir, limit=args.limit,
+                           progress=progress)
+    else:
+        result = eval_financebench(args.folder, settings, args.mode, data_dir=data_dir, progress=progress)
+    if args.json:
+        _print_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
     return 0
 
 

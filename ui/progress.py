@@ -13,18 +13,21 @@ from ingest.pipeline import FileResult, Outcome
 class FileProgress:
     """A bar that advances per file and shows what has failed so far."""
 
-    def __init__(self, total: int, description: str) -> None:
+    def __init__(self, total: int, description: str, unit: str = "file") -> None:
         self._bar = tqdm(
-            total=total, desc=description, unit="file", file=sys.stderr, dynamic_ncols=True, leave=True,
+            total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=True,
             disable=None,  # no bar when standard error is not a terminal (logs, CI)
         )
         self.failed = 0
 
-    def advance(self, result: FileResult) -> None:
-        if result.outcome in (Outcome.FAILED, Outcome.SKIPPED):
+    def advance(self, result: FileResult | None = None) -> None:
+        if result is not None and result.outcome in (Outcome.FAILED, Outcome.SKIPPED):
             self.failed += 1
             self._bar.set_postfix_str(f"{self.failed} not indexed", refresh=False)
         self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()
 
     def __enter__(self) -> FileProgress:
         return self
