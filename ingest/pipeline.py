@@ -157,6 +157,12 @@ class Ingester:
     def stop(self) -> None:
         self.stopping.set()
 
+    def is_gone(self, path: Path) -> bool:
+        """No longer a document on disk: deleted, or now a symbolic link that is not to be followed."""
+        if not os.path.lexists(path):
+            return True
+        return not self.settings.follow_symlinks and os.path.islink(path)
+
     # ----- whole runs -----
     def plan(self, paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
         """The files to look at, and the folders whose vanished documents should be removed."""
@@ -213,7 +219,7 @@ class Ingester:
         # so a move is recognised by content hash and nothing is re-embedded.
         for root in roots:
             for document in self.index.catalog.documents(under=str(root)):
-                if document.path not in on_disk and not os.path.lexists(document.path):
+                if document.path not in on_disk and self.is_gone(Path(document.path)):
                     self.index.remove_document(document.path)
                     report.removed.append(document.path)
         return report
@@ -277,6 +283,8 @@ class Ingester:
 
     def _examine(self, path: Path) -> _Action:
         key = str(path)
+        if self.is_gone(path):
+            return _Vanished(key)
         try:
             info = path.stat()
         except FileNotFoundError:
@@ -332,6 +340,8 @@ class Ingester:
             if isinstance(action, _Vanished):
                 if self.index.remove_document(key):
                     return FileResult(key, Outcome.UNCHANGED, "removed: file no longer exists")
+                if os.path.islink(key):  # named explicitly; nothing to record in the catalog
+                    return FileResult(key, Outcome.SKIPPED, "symbolic link, not followed (ARCHIVIST_FOLLOW_SYMLINKS)")
                 return self._record(key, UnreadableFile("no such file"))
             if isinstance(action, _Touch):
                 self.index.touch_document(action.facts)
@@ -377,7 +387,7 @@ class Ingester:
         if self.index.remove_document(key):
             removed.append(key)
         for document in self.index.catalog.documents(under=key):
-            if document.path != key and not os.path.lexists(document.path):
+            if document.path != key and self.is_gone(Path(document.path)):
                 self.index.remove_document(document.path)
                 removed.append(document.path)
         return removed

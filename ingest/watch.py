@@ -141,8 +141,6 @@ class Watcher:
         path = absolute(Path(raw_path))
         if not is_candidate(path, self.roots):
             return
-        if not self.ingester.settings.follow_symlinks and path.is_symlink():
-            return  # as the scan does: links are not followed unless the settings say so
         with self._lock:
             self._dirty[str(path)] = _Dirty(time.monotonic(), _signature(path), writing)
         self._wake.set()
@@ -197,11 +195,14 @@ class Watcher:
     def _process(self, paths: list[Path]) -> None:
         if not paths:
             return
-        present = [path for path in paths if path.exists()]
-        gone = [path for path in paths if not path.exists()]
+        # A symbolic link (not followed) counts as gone: a file replaced by one leaves the index.
+        present = [path for path in paths if not self.ingester.is_gone(path)]
+        gone = [path for path in paths if self.ingester.is_gone(path)]
         report = IngestReport()
         # Present paths first: a move's new path then finds its content still catalogued at the old one.
         for path in present:
+            if self._stopping.is_set():
+                return  # stop() was called: the rest waits for the next start's scan
             if path.is_dir():
                 sub = self.ingester.ingest_paths([path], on_file=self.on_file)
                 report.results.extend(sub.results)

@@ -219,6 +219,11 @@ class Catalog:
             "FROM chunks c JOIN documents d ON d.id = c.document_id"
         )
 
+    def data_version(self) -> int:
+        """Changes whenever another connection (another process) commits to the catalog."""
+        with self._lock:
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
     @property
     def schema_version(self) -> int:
         with self._lock:

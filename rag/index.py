@@ -106,6 +106,7 @@ class Index:
         self.embed_batch_size = embed_batch_size
         # A test-only hook to stop at named steps (crash tests); None in normal use.
         self.step_hook: Callable[[str], None] | None = None
+        self._seen_version: int | None = catalog.data_version()
 
     @property
     def embedder(self) -> Embedder:
@@ -118,6 +119,13 @@ class Index:
     def close(self) -> None:
         self.vectors.close()
         self.catalog.close()
+
+    def refresh(self) -> None:
+        """Before reading: if another process wrote since we last looked, reload the vector store."""
+        version = self.catalog.data_version()
+        if self._seen_version is not None and version != self._seen_version:
+            self.vectors.reopen()
+        self._seen_version = version
 
     def _step(self, name: str) -> None:
         if self.step_hook is not None:

@@ -132,6 +132,7 @@ def search(
         return []
     filters = filters or Filters()
     tuning = tuning or RetrievalSettings()
+    index.refresh()
     rankings: list[list[tuple[str, float]]] = []
     if mode in ("dense", "hybrid"):
         rankings.append(dense_ranking(index, query, max(k, tuning.dense_depth), filters))

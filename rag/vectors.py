@@ -42,6 +42,9 @@ class VectorStore(ABC):
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release files or connections, where the backend holds any."""
 
+    def reopen(self) -> None:  # noqa: B027 (optional hook)
+        """See what other processes wrote since this store was opened, where the backend needs telling."""
+
 
 def collection_name(model_name: str) -> str:
     """One collection per embedding model: vectors of different models never mix."""
@@ -55,9 +58,15 @@ class ChromaVectorStore(VectorStore):
     _BATCH = 1000  # stays well under Chroma's max batch size
 
     def __init__(self, path: Path, model_name: str) -> None:
+        self._path = path
+        self._model_name = model_name
+        self._open()
+
+    def _open(self) -> None:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
+        path, model_name = self._path, self._model_name
         path.mkdir(parents=True, exist_ok=True)
         self._client: Any = chromadb.PersistentClient(
             path=str(path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
@@ -104,6 +113,19 @@ class ChromaVectorStore(VectorStore):
 
     def count(self) -> int:
         return int(self._collection.count())
+
+    def close(self) -> None:
+        # Chroma shares one system per path within a process; closing releases it (and its files).
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()
+
+    def reopen(self) -> None:
+        """Load the collection afresh. An embedded client keeps its nearest-neighbour index in memory and
+        does not see vectors another process added after it loaded; a reader reopens when the catalog says
+        another process has written."""
+        self.close()
+        self._open()
 
 
 class InMemoryVectorStore(VectorStore):
