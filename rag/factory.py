@@ -13,7 +13,12 @@ from rag.settings import Settings
 
 
 def make_embedder(settings: Settings) -> Embedder:
-    return SentenceTransformerEmbedder(settings.embedding_model_dir)
+    return SentenceTransformerEmbedder(
+        settings.embedding_model_dir,
+        backend=settings.embedding_backend,
+        cache_dir=settings.embedding_cache_dir,
+        threads=settings.embedding_threads,
+    )
 
 
 def open_default_index(settings: Settings) -> Index:
@@ -22,7 +27,7 @@ def open_default_index(settings: Settings) -> Index:
         settings.data_dir,
         lambda: make_embedder(settings),
         embed_batch_size=settings.embed_batch_size,
-        model_name=model_name_for(settings.embedding_model_dir),
+        model_name=model_name_for(settings.embedding_model_dir, settings.embedding_backend),
     )
     index.step_hook = crash_hook_from_environment()
     return index

@@ -81,13 +81,27 @@ class Settings(BaseSettings):
     embedding_model_dir: Path | None = Field(
         None, description="Folder of a sentence-transformers model; default: the packaged all-MiniLM-L6-v2."
     )
+    embedding_backend: Literal["int8", "torch"] = Field(
+        "int8",
+        description="What runs the embedding model: int8 (ONNX Runtime on an int8 copy made locally, about "
+        "twice as fast) or torch (fp32, the reference). Each has its own vector collection. "
+        "ARCHIVIST_EMBEDDING_BACKEND.",
+    )
+    embedding_cache_dir: Path | None = Field(
+        None,
+        description="Folder for model files derived locally (the int8 copy); default: the user cache folder. "
+        "ARCHIVIST_EMBEDDING_CACHE_DIR.",
+    )
+    embedding_threads: int | None = Field(
+        None, ge=1, description="Threads the embedding model may use; default: every core this process may use."
+    )
 
     @field_validator("ollama_host")
     @classmethod
     def _normalise_host(cls, value: str) -> str:
         return normalise_ollama_host(value)
 
-    @field_validator("data_dir", "embedding_model_dir")
+    @field_validator("data_dir", "embedding_model_dir", "embedding_cache_dir")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
