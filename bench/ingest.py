@@ -7,9 +7,13 @@ embedder) into a temporary data folder, then times plain `SentenceTransformer(mo
 
 Prints one JSON document on stdout; progress goes to stderr. Never fails on a number: it measures.
 
-    .venv/bin/python bench/ingest.py [--only scifact|financebench] [--limit N] [--baseline-sample N] [--cold]
+Then the incremental updates of bench/incremental.py: an edit saved with the watcher running, timed until
+search finds the new text (a paragraph of a 100-page Markdown file; a page of a 117-page PDF).
 
-Another case measured on an ingested corpus (an edit, a move, a deletion…) is a function added to
+    .venv/bin/python bench/ingest.py [--only scifact|financebench|incremental] [--limit N]
+                                     [--baseline-sample N] [--cold]
+
+Another case measured on an ingested corpus (a move, a deletion…) is a function added to
 INCREMENTAL_CASES: it gets the CaseContext after the full ingest and returns a dict of numbers.
 """
 
@@ -35,6 +39,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a plain script (`python bench/ingest.py`)
 
+import incremental  # noqa: E402  (bench/incremental.py, beside this file)
 import numpy as np  # noqa: E402
 
 from ingest.pipeline import FileResult, Ingester, Outcome  # noqa: E402
@@ -99,7 +104,8 @@ CORPORA: dict[str, Callable[[Path, Path, int | None], Corpus]] = {
     "scifact": scifact_corpus,
     "financebench": financebench_corpus,
 }
-REQUIRED = {"scifact": Path("scifact/corpus.jsonl"), "financebench": Path("financebench/pdfs")}
+REQUIRED = {"scifact": Path("scifact/corpus.jsonl"), "financebench": Path("financebench/pdfs"),
+            "incremental": incremental.GEOTOPO}
 
 
 # ----- measuring -----
@@ -345,7 +351,8 @@ def machine() -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--only", choices=sorted(CORPORA), help="one corpus instead of all")
+    parser.add_argument("--only", choices=[*sorted(CORPORA), "incremental"],
+                        help="one corpus, or only the incremental-update timings, instead of all")
     parser.add_argument("--limit", type=int, help="at most N documents per corpus (a quick run)")
     parser.add_argument("--baseline-sample", type=int, default=3000, metavar="N",
                         help="time the fp32 baseline on N random chunk texts per corpus (0: all; default 3000)")
@@ -356,14 +363,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
     shared = shared_data_dir()
-    names = [args.only] if args.only else list(CORPORA)
+    names = [args.only] if args.only else [*CORPORA, "incremental"]
     missing = [str(shared / REQUIRED[name]) for name in names if not (shared / REQUIRED[name]).exists()]
     if missing:
         print(f"bench/ingest.py: the shared data is absent ({', '.join(missing)}). Put the shared folder beside "
               "the checkout (../shared/data) or point ARCHIVIST_SHARED_DATA at its data folder.", file=sys.stderr)
         return 2
 
-    baseline = None if args.no_baseline else Baseline()
+    corpora = [name for name in names if name in CORPORA]
+    baseline = None if args.no_baseline or not corpora else Baseline()
     output: dict[str, Any] = {
         "benchmark": "ingest",
         "settings": {"defaults": True, "limit": args.limit, "baseline_sample": args.baseline_sample,
@@ -373,8 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "corpora": {},
     }
     started = time.perf_counter()
-    for name in names:
+    for name in corpora:
         output["corpora"][name] = run_corpus(name, shared, args, baseline)
+    if "incremental" in names:
+        output["incremental_updates"] = incremental.run(shared, progress=progress)
     output["process_peak_rss_mib"] = mib(lifetime_peak_rss())
     output["total_seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(output, indent=2))

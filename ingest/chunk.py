@@ -42,12 +42,17 @@ def _split_long(text: str, limit: int, count: TokenCounter) -> list[str]:
         if count(piece) <= limit:
             parts.append(piece)
             continue
+        # Word by word, adding up each word's count: the model's tokenizer splits at whitespace before
+        # anything else, so a run's count is the sum of its words' (and this stays linear in the length).
         words: list[str] = []
+        run_tokens = 0
         for word in piece.split():
-            if words and count(" ".join([*words, word])) > limit:
+            tokens = count(word)
+            if words and run_tokens + tokens > limit:
                 parts.append(" ".join(words))
-                words = []
+                words, run_tokens = [], 0
             words.append(word)
+            run_tokens += tokens
         if words:
             parts.append(" ".join(words))
     return parts

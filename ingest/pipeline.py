@@ -24,7 +24,7 @@ from ingest.document import DocumentKind, ParsedDocument
 from ingest.parsers import kind_for, parse_bytes, read_document
 from ingest.scan import is_ignored, walk_files
 from rag.errors import DocumentError, UnreadableFile, UnsupportedFileType
-from rag.index import FileFacts, Index, NewChunk, text_hash
+from rag.index import DocumentWrite, FileFacts, Index, NewChunk, text_hash
 from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -198,17 +198,28 @@ class Ingester:
         try:
             for batch in self._batches(ahead):
                 newly_embedded = self._embed_batch(batch)
+                writes: list[_Write] = []  # consecutive new versions, written together
+
+                def record(results: list[FileResult]) -> None:
+                    for result in results:
+                        report.results.append(result)
+                        if result.outcome in (Outcome.FAILED, Outcome.SKIPPED):
+                            control.update(failed=control.progress.failed + 1)
+                        if on_file is not None:
+                            on_file(result)
+
                 for action in batch:
                     control.wait_while_paused(self.stopping)
                     if self.stopping.is_set():
-                        return report  # stopped: the next run rescans anyway
-                    control.update(current=action.path, done=len(report.results))
-                    result = self._apply(action, newly_embedded)
-                    report.results.append(result)
-                    if result.outcome in (Outcome.FAILED, Outcome.SKIPPED):
-                        control.update(failed=control.progress.failed + 1)
-                    if on_file is not None:
-                        on_file(result)
+                        return report  # stopped: the next run rescans anyway (unwritten files included)
+                    control.update(current=action.path, done=len(report.results) + len(writes))
+                    if isinstance(action, _Write):
+                        writes.append(action)
+                        continue
+                    record(self._write(writes, newly_embedded))  # in order: earlier files first
+                    writes = []
+                    record([self._apply(action, newly_embedded)])
+                record(self._write(writes, newly_embedded))
         finally:
             halt.set()
             while reader.is_alive():  # it may be blocked on a full queue after an early stop
@@ -355,14 +366,26 @@ class Ingester:
                 action = self._parse(key, action.facts, action.data, action.kind, None)
                 newly_embedded = newly_embedded | self._embed_batch([action])
             assert isinstance(action, _Write)
-            written = self.index.write_document(
-                action.facts, action.kind, action.parsed.page_count, action.chunks, action.parsed.warnings
-            )
-            embedded = len(newly_embedded.intersection(action.new_texts))
-            newly_embedded.difference_update(action.new_texts)  # a text shared by two files counts once
-            return FileResult(key, Outcome.INDEXED, chunks=written.chunks, embedded=embedded + written.embedded)
+            return self._write([action], newly_embedded)[0]
         except DocumentError as problem:
             return self._record(key, problem)
+
+    def _write(self, writes: list[_Write], newly_embedded: set[str]) -> list[FileResult]:
+        """Index new versions of files, all in one go (see Index.write_documents)."""
+        if not writes:
+            return []
+        written = self.index.write_documents([
+            DocumentWrite(write.facts, write.kind, write.parsed.page_count, tuple(write.chunks),
+                          tuple(write.parsed.warnings))
+            for write in writes
+        ])
+        results = []
+        for write, result in zip(writes, written, strict=True):
+            embedded = len(newly_embedded.intersection(write.new_texts))
+            newly_embedded.difference_update(write.new_texts)  # a text shared by two files counts once
+            results.append(FileResult(write.path, Outcome.INDEXED, chunks=result.chunks,
+                                      embedded=embedded + result.embedded))
+        return results
 
     def _record(self, key: str, problem: DocumentError) -> FileResult:
         outcome = Outcome.SKIPPED if problem.status == "skipped" else Outcome.FAILED

@@ -30,6 +30,7 @@ class _Dirty:
     last_event: float
     signature: tuple[int, int] | None  # (size, mtime_ns) when last looked at; None if absent
     writing: bool = False  # written to and not yet closed by its writer (where the OS reports closes)
+    complete: bool = False  # its writer closed it, or it was renamed into place: it needs only a short wait
 
 
 def _reports_closes(observer: object) -> bool:
@@ -52,7 +53,7 @@ def _signature(path: Path) -> tuple[int, int] | None:
 class _Handler(FileSystemEventHandler):
     """Turns watchdog's events into marks: which path changed, and is its writer still at work."""
 
-    def __init__(self, mark: Callable[[str, bool], None], reports_closes: bool) -> None:
+    def __init__(self, mark: Callable[[str, bool, bool], None], reports_closes: bool) -> None:
         self._mark = mark
         self._reports_closes = reports_closes
 
@@ -65,10 +66,10 @@ class _Handler(FileSystemEventHandler):
         # Where the OS reports closes (inotify), a file created or modified stays "being written" until its
         # writer closes it: a slow copy is then read once, whole, however long its pauses.
         writing = self._reports_closes and not event.is_directory and kind in ("created", "modified")
-        self._mark(os.fsdecode(event.src_path), writing)
+        self._mark(os.fsdecode(event.src_path), writing, kind == "closed")
         dest = getattr(event, "dest_path", "")
         if dest:
-            self._mark(os.fsdecode(dest), False)  # a rename is atomic: the new name is complete
+            self._mark(os.fsdecode(dest), False, True)  # a rename is atomic: the new name is complete
 
 
 class Watcher:
@@ -79,6 +80,7 @@ class Watcher:
         ingester: Ingester,
         roots: Sequence[Path],
         quiet_seconds: float = 0.5,
+        complete_quiet_seconds: float = 0.1,
         open_file_grace_seconds: float = 10.0,
         on_report: Callable[[IngestReport], None] | None = None,
         on_file: Callable[[FileResult], None] | None = None,
@@ -86,6 +88,9 @@ class Watcher:
         self.ingester = ingester
         self.roots = [absolute(root) for root in roots]
         self.quiet_seconds = quiet_seconds
+        # A file its writer has closed (or renamed into place) is complete: a short wait still coalesces
+        # the events of one save (write, close, chmod, rename) but a save is searchable well within a second.
+        self.complete_quiet_seconds = min(complete_quiet_seconds, quiet_seconds)
         # A file its writer never closes (a log kept open) is indexed after this long without changes.
         self.open_file_grace_seconds = open_file_grace_seconds
         self.on_report = on_report
@@ -137,20 +142,33 @@ class Watcher:
             return len(self._dirty)
 
     # ----- internals -----
-    def _mark(self, raw_path: str, writing: bool) -> None:
+    def _mark(self, raw_path: str, writing: bool, complete: bool = False) -> None:
         path = absolute(Path(raw_path))
         if not is_candidate(path, self.roots):
             return
         with self._lock:
-            self._dirty[str(path)] = _Dirty(time.monotonic(), _signature(path), writing)
+            self._dirty[str(path)] = _Dirty(time.monotonic(), _signature(path), writing, complete)
         self._wake.set()
+
+    def _quiet_needed(self, dirty: _Dirty) -> float:
+        return self.complete_quiet_seconds if dirty.complete else self.quiet_seconds
+
+    def _next_look(self) -> float:
+        """Seconds until the earliest dirty path may have settled (bounded, so stop() is noticed)."""
+        longest = self.quiet_seconds / 2
+        with self._lock:
+            if not self._dirty:
+                return longest
+            now = time.monotonic()
+            due = min(dirty.last_event + self._quiet_needed(dirty) - now for dirty in self._dirty.values())
+        return min(max(due, 0.01), longest)
 
     def _run(self) -> None:
         lower_thread_priority()
         self._reconcile()
         self.ready.set()
         while not self._stopping.is_set():
-            self._wake.wait(timeout=self.quiet_seconds / 2)
+            self._wake.wait(timeout=self._next_look())
             self._wake.clear()
             self.ingester.control.update(pending=self.pending)
             if self.ingester.control.paused:
@@ -180,7 +198,7 @@ class Watcher:
         with self._lock:
             for key, dirty in list(self._dirty.items()):
                 quiet_for = now - dirty.last_event
-                if quiet_for < self.quiet_seconds:
+                if quiet_for < self._quiet_needed(dirty):
                     continue
                 if dirty.writing and quiet_for < self.open_file_grace_seconds:
                     continue  # its writer has not closed it yet

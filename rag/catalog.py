@@ -101,6 +101,14 @@ CREATE TRIGGER documents_fts_title AFTER UPDATE OF title ON documents BEGIN
     UPDATE chunks_fts SET title = new.title WHERE rowid IN (SELECT seq FROM chunks WHERE document_id = new.id);
 END;
 """,
+    # 4: re-indexing a document rewrote every FTS row of its chunks, because an UPDATE that sets the title
+    # to the same value still fires an UPDATE OF trigger; now only a real rename does.
+    4: """
+DROP TRIGGER documents_fts_title;
+CREATE TRIGGER documents_fts_title AFTER UPDATE OF title ON documents WHEN old.title IS NOT new.title BEGIN
+    UPDATE chunks_fts SET title = new.title WHERE rowid IN (SELECT seq FROM chunks WHERE document_id = new.id);
+END;
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -416,14 +424,29 @@ class Catalog:
 
     @staticmethod
     def replace_chunks(db: sqlite3.Connection, document_id: str, chunks: Sequence[ChunkRow]) -> None:
-        db.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
+        """Make the document's chunks exactly `chunks`, touching only rows that changed: after a small edit
+        most chunks keep their id (and text), so their full-text rows stay as they are."""
+        old = {
+            row[0]: tuple(row[1:])
+            for row in db.execute(
+                "SELECT id, ordinal, page_start, page_end FROM chunks WHERE document_id = ?", (document_id,)
+            )
+        }
+        wanted = {c.id for c in chunks}
+        gone = [(chunk_id,) for chunk_id in old if chunk_id not in wanted]
+        db.executemany("DELETE FROM chunks WHERE id = ?", gone)
+        db.executemany(
+            "UPDATE chunks SET ordinal = ?, page_start = ?, page_end = ? WHERE id = ?",
+            [(c.ordinal, c.page_start, c.page_end, c.id) for c in chunks
+             if c.id in old and old[c.id] != (c.ordinal, c.page_start, c.page_end)],
+        )
         db.executemany(
             "INSERT INTO chunks (id, document_id, ordinal, page_start, page_end, headings, text, text_hash)"
             " VALUES (?,?,?,?,?,?,?,?)",
             [
                 (c.id, document_id, c.ordinal, c.page_start, c.page_end, json.dumps(list(c.headings)), c.text,
                  c.text_hash)
-                for c in chunks
+                for c in chunks if c.id not in old
             ],
         )
 

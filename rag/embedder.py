@@ -19,6 +19,7 @@ The backends' vectors differ slightly, so each names its own vector collection a
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -55,6 +56,8 @@ DEFAULT_BACKEND: Backend = "int8"
 # Part of the cached file's name: change it whenever the export or quantisation recipe changes, so a file
 # made by an older recipe is never loaded again.
 INT8_RECIPE = "int8-v2"
+# Token counts kept (by text) for the chunker: about the paragraphs and sentences of a few long documents.
+TOKEN_COUNT_CACHE = 50_000
 
 
 class Embedder(ABC):
@@ -158,6 +161,8 @@ class SentenceTransformerEmbedder(Embedder):
         self._counter: Any = Tokenizer.from_str(self._runner.tokenizer_json)
         self._counter.no_truncation()
         self._counter.no_padding()
+        # Re-indexing an edited file counts the same paragraphs and sentences again: remember the counts.
+        self._cached_count = functools.lru_cache(maxsize=TOKEN_COUNT_CACHE)(self._count_uncached)
         self._lock = threading.Lock()  # one batch at a time: each runtime already uses every core it may
         self.dimension = self._runner.dimension
         self.max_tokens = self._runner.max_tokens
@@ -171,6 +176,9 @@ class SentenceTransformerEmbedder(Embedder):
             return self._runner.encode(list(texts))
 
     def count_tokens(self, text: str) -> int:
+        return self._cached_count(text)
+
+    def _count_uncached(self, text: str) -> int:
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
 

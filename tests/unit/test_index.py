@@ -8,7 +8,7 @@ import pytest
 
 from rag.catalog import Catalog
 from rag.embedder import HashingEmbedder
-from rag.index import FileFacts, Index, NewChunk
+from rag.index import DocumentWrite, FileFacts, Index, NewChunk
 from rag.retrieve import search
 from rag.vectors import InMemoryVectorStore
 
@@ -106,4 +106,46 @@ def test_crash_before_catalog_commit_leaves_old_version_visible(index: Index) ->
     index.step_hook = None
     assert [h.text for h in search(index, "version", 5)] == ["version one"]
     index.reconcile()
+    assert_consistent(index)
+
+
+class CountingVectorStore(InMemoryVectorStore):
+    """The in-memory store, counting calls: each call to a real store has a fixed cost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.upserts = 0
+
+    def upsert(self, *args: object, **kwargs: object) -> None:
+        self.upserts += 1
+        super().upsert(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_many_documents_go_to_the_vector_store_in_one_call(tmp_path: Path) -> None:
+    store = CountingVectorStore()
+    index = Index(Catalog(tmp_path / "catalog.sqlite3"), store, HashingEmbedder())
+    writes = [DocumentWrite(facts(f"/d/{name}.txt", name), "text", 1, tuple(chunks(f"{name} text", "common")))
+              for name in ("a", "b", "c")]
+    results = index.write_documents(writes)
+    assert store.upserts == 1
+    assert [r.chunks for r in results] == [2, 2, 2]
+    # "common" is in all three documents but embedded once, and counted once.
+    assert sum(r.embedded for r in results) == 4
+    assert {h.path for h in search(index, "common", 5)} == {"/d/a.txt", "/d/b.txt", "/d/c.txt"}
+    assert_consistent(index)
+
+
+def test_rewriting_keeps_the_rows_of_unchanged_chunks(index: Index) -> None:
+    index.write_document(facts("/d/a.txt", "v1"), "text", 3, chunks("one", "two", "three"))
+    rows = {row.text: row.id for row in index.catalog.chunks_of(index.catalog.documents()[0].id)}
+    seqs = dict(index.catalog._db.execute("SELECT id, seq FROM chunks").fetchall())
+    index.write_document(facts("/d/a.txt", "v2"), "text", 3, chunks("zero", "one", "three"))
+    after = index.catalog.chunks_of(index.catalog.documents()[0].id)
+    assert [(row.text, row.ordinal, row.page_start) for row in after] == [("zero", 0, 1), ("one", 1, 2),
+                                                                           ("three", 2, 3)]
+    # "one" and "three" kept their rows (and so their full-text entries); only "zero" is new.
+    kept = dict(index.catalog._db.execute("SELECT id, seq FROM chunks").fetchall())
+    assert kept[rows["one"]] == seqs[rows["one"]] and kept[rows["three"]] == seqs[rows["three"]]
+    assert [h.text for h in search(index, "two", 3, mode="lexical")] == []
+    assert [h.text for h in search(index, "zero", 3, mode="lexical")] == ["zero"]
     assert_consistent(index)
