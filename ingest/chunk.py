@@ -101,6 +101,7 @@ def chunk_blocks(
     max_tokens: int = 200,
     overlap_tokens: int = 32,
     split_pages: bool = False,
+    min_fill: float = MIN_FILL,
 ) -> list[NewChunk]:
     """Chunks in document order, each at most about `max_tokens` tokens, with page range and headings.
 
@@ -110,7 +111,7 @@ def chunk_blocks(
         raise ValueError("max_tokens must be at least 8")
     overlap_tokens = min(overlap_tokens, max_tokens // 4)
     chunks: list[NewChunk] = []
-    min_tokens = int(max_tokens * MIN_FILL)
+    min_tokens = int(max_tokens * min_fill)
     for headings, section in _sections(blocks, split_pages):
         pieces = _pieces(section, max_tokens - overlap_tokens, count_tokens)
         current: list[_Piece] = []

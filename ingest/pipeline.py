@@ -330,6 +330,7 @@ class Ingester:
             embedder.count_tokens,
             max_tokens=min(self.settings.chunk_tokens, embedder.max_tokens - 8),
             overlap_tokens=self.settings.chunk_overlap_tokens,
+            min_fill=self.settings.chunk_min_fill,
             split_pages=kind == "pdf",
         )
         known = {row.text_hash for row in self.index.catalog.chunks_of(document_id)} if document_id else set()

@@ -361,6 +361,18 @@ class Catalog:
             rows = self._db.execute(sql, [*weights, match, *parameters, limit]).fetchall()
         return [(row[0], -float(row[1])) for row in rows]
 
+    def documents_named(self, terms: Sequence[str]) -> dict[str, int]:
+        """Indexed documents whose file name holds any of `terms` (whole words, any case): id -> how many
+        of the terms it holds."""
+        if not terms:
+            return {}
+        hits = " + ".join("(instr(' ' || lower(title) || ' ', ?) > 0)" for _ in terms)
+        sql = (f"SELECT id, {hits} AS named FROM documents WHERE status = 'indexed' AND title != '' "
+               "AND named > 0")
+        with self._lock:
+            rows = self._db.execute(sql, [f" {term.lower()} " for term in terms]).fetchall()
+        return {row[0]: int(row[1]) for row in rows}
+
     def chunk_documents(self, ids: Sequence[str], where: str = "", parameters: Sequence[object] = ()) -> dict[str, str]:
         """Chunk id -> document id, for the ids that pass `where` (same form as in lexical_search)."""
         found: dict[str, str] = {}

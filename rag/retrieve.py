@@ -4,9 +4,10 @@ both fused by reciprocal rank fusion, with a cap on chunks per document and opti
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
+from rag.embedder import Vectors
 from rag.fusion import cap_per_group, reciprocal_rank_fusion
 from rag.index import Index
 
@@ -23,6 +24,7 @@ STOP_WORDS = frozenset(
     we were what when where which while who whom why will with would you your yours yourself yourselves""".split()
 )
 _TERM = re.compile(r"[^\W_]+", re.UNICODE)
+_ALPHA_DIGIT = re.compile(r"\d+|[^\W\d_]+", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Filters:
     folder: str | None = None
     kinds: tuple[str, ...] = ()  # "pdf", "text", "markdown", "html", "docx"
     name_glob: str | None = None  # matched against the file name, e.g. "*2022*"
+    document_ids: tuple[str, ...] = ()  # only these documents (the ones a question names)
 
     def sql(self) -> tuple[str, list[object]]:
         """The condition on `d` (documents) that applies these filters, with its parameters."""
@@ -73,11 +76,14 @@ class Filters:
             # GLOB on the name only: the last path component, case-insensitively like most desktops.
             clauses.append("lower(replace(d.path, rtrim(d.path, replace(d.path, '/', '')), '')) GLOB ?")
             parameters.append(self.name_glob.lower())
+        if self.document_ids:
+            clauses.append(f"d.id IN ({','.join('?' * len(self.document_ids))})")
+            parameters += list(self.document_ids)
         return " AND ".join(clauses), parameters
 
     @property
     def active(self) -> bool:
-        return bool(self.folder or self.kinds or self.name_glob)
+        return bool(self.folder or self.kinds or self.name_glob or self.document_ids)
 
 
 @dataclass(frozen=True)
@@ -92,19 +98,62 @@ class RetrievalSettings:
     bm25_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # text, headings, file title
     per_document: int = 3  # at most this many chunks of one document in the results
     drop_stop_words: bool = True
+    # A question naming a file ("3M's capital expenditure in FY2018" with 3M_2018_10K.pdf in the library)
+    # searches the named files first: those whose names hold the most query words, at least this many.
+    named_document_terms: int = 2  # 0: off
 
 
 def query_terms(query: str, drop_stop_words: bool = True) -> list[str]:
-    """The query's words for BM25, lower-cased, without stop words (unless that would leave none)."""
-    words = list(dict.fromkeys(word.lower() for word in _TERM.findall(query)))
+    """The query's words for BM25, lower-cased, without stop words (unless that would leave none), plus two
+    spellings that documents and file names use for the same thing:
+
+    - a word mixing letters and digits also gives its parts ("FY2018" finds "2018", "Q3FY22" finds "fy22");
+    - a run of capitalised words also gives them joined ("Best Buy" finds "BESTBUY_2019_10K.pdf",
+      "American Water Works" finds "AmericanWaterWorks").
+    """
+    found = _TERM.findall(query)
+    words = [word.lower() for word in found]
     kept = [word for word in words if word not in STOP_WORDS] if drop_stop_words else words
-    return kept or words
+    terms = kept or words
+    extra: list[str] = []
+    for word in terms:
+        parts = _ALPHA_DIGIT.findall(word)
+        if len(parts) > 1:
+            extra += [part for part in parts if len(part) >= 2]
+    for run in _capitalised_runs(query):
+        for size in range(2, len(run) + 1):
+            extra += ["".join(run[start : start + size]).lower() for start in range(len(run) - size + 1)]
+    return list(dict.fromkeys(terms + extra))
 
 
-def dense_ranking(index: Index, query: str, depth: int, filters: Filters) -> list[tuple[str, float]]:
-    vector = index.embedder.embed_query(query)
+def _capitalised_runs(query: str, longest: int = 4) -> list[list[str]]:
+    """Runs of capitalised, letters-only words separated by nothing but spaces (names), each at most
+    `longest` words."""
+    runs: list[list[str]] = []
+    current: list[str] = []
+    end = 0
+    for match in _TERM.finditer(query):
+        word = match.group()
+        joined = bool(current) and query[end : match.start()].isspace()
+        end = match.end()
+        if not joined and len(current) >= 2:
+            runs.append(current[:longest])
+        if not joined:
+            current = []
+        if word[:1].isupper() and word.isalpha() and word.lower() not in STOP_WORDS:
+            current.append(word)
+        else:
+            if len(current) >= 2:
+                runs.append(current[:longest])
+            current = []
+    if len(current) >= 2:
+        runs.append(current[:longest])
+    return runs
+
+
+def dense_ranking(index: Index, vector: Vectors, depth: int, filters: Filters) -> list[tuple[str, float]]:
     # Over-fetch when filtering, since the filter applies after the nearest-neighbour search.
-    nearest = index.vectors.query(vector, depth * (4 if filters.active else 1) + 10)
+    nearest = index.vectors.query(vector, depth * (4 if filters.active else 1) + 10, filters.document_ids)
     where, parameters = filters.sql()
     known = index.catalog.chunk_documents([chunk_id for chunk_id, _ in nearest], where, parameters)
     return [(chunk_id, score) for chunk_id, score in nearest if chunk_id in known][:depth]
@@ -118,6 +167,17 @@ def lexical_ranking(
     return index.catalog.lexical_search(terms, depth, tuning.bm25_weights, where, parameters)
 
 
+def named_documents(index: Index, query: str, minimum: int) -> tuple[str, ...]:
+    """The documents whose file names hold the most of the query's words, if that is at least `minimum`."""
+    if minimum <= 0:
+        return ()
+    counts = index.catalog.documents_named(query_terms(query))
+    best = max(counts.values(), default=0)
+    if best < minimum:
+        return ()
+    return tuple(sorted(doc_id for doc_id, count in counts.items() if count == best))
+
+
 def search(
     index: Index,
     query: str,
@@ -126,16 +186,34 @@ def search(
     filters: Filters | None = None,
     tuning: RetrievalSettings | None = None,
 ) -> list[Hit]:
-    """The k best chunks for the query, read back through the catalog (orphan vectors never show)."""
+    """The k best chunks for the query, read back through the catalog (orphan vectors never show).
+
+    When the query names files (see `named_documents`), their chunks come first, with no per-document cap
+    among them (the question is about them), and the rest of the library fills the remaining places."""
     query = query.strip()
     if not query or k <= 0:
         return []
     filters = filters or Filters()
     tuning = tuning or RetrievalSettings()
     index.refresh()
+    named = () if filters.document_ids else named_documents(index, query, tuning.named_document_terms)
+    vector = index.embedder.embed_query(query) if mode != "lexical" else None
+    if not named:
+        return _search(index, query, vector, k, mode, filters, tuning)
+    first = _search(index, query, vector, k, mode, replace(filters, document_ids=named),
+                    replace(tuning, per_document=max(tuning.per_document, k)))
+    seen = {hit.chunk_id for hit in first}
+    rest = [hit for hit in _search(index, query, vector, k + len(first), mode, filters, tuning)
+            if hit.chunk_id not in seen]
+    return [replace(hit, rank=rank) for rank, hit in enumerate([*first, *rest][:k], start=1)]
+
+
+def _search(
+    index: Index, query: str, vector: Vectors | None, k: int, mode: Mode, filters: Filters, tuning: RetrievalSettings
+) -> list[Hit]:
     rankings: list[list[tuple[str, float]]] = []
-    if mode in ("dense", "hybrid"):
-        rankings.append(dense_ranking(index, query, max(k, tuning.dense_depth), filters))
+    if vector is not None:
+        rankings.append(dense_ranking(index, vector, max(k, tuning.dense_depth), filters))
     if mode in ("lexical", "hybrid"):
         rankings.append(lexical_ranking(index, query, max(k, tuning.lexical_depth), filters, tuning))
     if mode == "hybrid":

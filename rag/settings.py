@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     # Ingest
     chunk_tokens: int = Field(200, ge=32, le=256, description="Chunk size in embedding-model tokens.")
     chunk_overlap_tokens: int = Field(32, ge=0, le=128, description="Tokens repeated between chunks.")
+    chunk_min_fill: float = Field(
+        0.3, ge=0.0, le=1.0,
+        description="Share of chunk_tokens a chunk holds before a content-defined boundary may end it: higher "
+        "gives fuller chunks, lower keeps an edit's re-embedding more local.",
+    )
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are skipped.")
     pdf_passwords: list[str] = Field(
         default_factory=list, description="Passwords tried on encrypted PDFs (the empty one always is)."

@@ -30,8 +30,9 @@ class VectorStore(ABC):
     def delete(self, ids: Sequence[str]) -> None: ...
 
     @abstractmethod
-    def query(self, vector: Vectors, k: int) -> list[tuple[str, float]]:
-        """The k nearest ids with their cosine similarity, best first."""
+    def query(self, vector: Vectors, k: int, document_ids: Sequence[str] = ()) -> list[tuple[str, float]]:
+        """The k nearest ids with their cosine similarity, best first; only chunks of `document_ids`, if
+        given (a search narrowed to a few documents must not depend on them being near the top overall)."""
 
     @abstractmethod
     def ids(self) -> set[str]: ...
@@ -91,11 +92,15 @@ class ChromaVectorStore(VectorStore):
         for start in range(0, len(ids), self._BATCH):
             self._collection.delete(ids=list(ids[start : start + self._BATCH]))
 
-    def query(self, vector: Vectors, k: int) -> list[tuple[str, float]]:
+    def query(self, vector: Vectors, k: int, document_ids: Sequence[str] = ()) -> list[tuple[str, float]]:
         if k <= 0 or self.count() == 0:
             return []
+        where: dict[str, Any] | None = None
+        if document_ids:
+            where = {"document_id": {"$in": list(document_ids)}}
         result = self._collection.query(
-            query_embeddings=np.asarray([vector], dtype=np.float32), n_results=k, include=["distances"]
+            query_embeddings=np.asarray([vector], dtype=np.float32), n_results=k, include=["distances"],
+            where=where,
         )
         return [(chunk_id, 1.0 - float(distance)) for chunk_id, distance in zip(
             result["ids"][0], result["distances"][0], strict=True
@@ -148,9 +153,11 @@ class InMemoryVectorStore(VectorStore):
                 self._vectors.pop(chunk_id, None)
                 self.metadatas.pop(chunk_id, None)
 
-    def query(self, vector: Vectors, k: int) -> list[tuple[str, float]]:
+    def query(self, vector: Vectors, k: int, document_ids: Sequence[str] = ()) -> list[tuple[str, float]]:
+        wanted = set(document_ids)
         with self._lock:
-            scored = [(chunk_id, float(np.dot(vector, stored))) for chunk_id, stored in self._vectors.items()]
+            scored = [(chunk_id, float(np.dot(vector, stored))) for chunk_id, stored in self._vectors.items()
+                      if not wanted or self.metadatas[chunk_id].get("document_id") in wanted]
         scored.sort(key=lambda pair: pair[1], reverse=True)
         return scored[:k]
 

@@ -85,3 +85,42 @@ def test_a_moved_file_is_found_by_its_new_name(index: Index) -> None:
     assert index.move_document("/lib/reports/AMD_2015_10K.pdf", FileFacts("/lib/reports/Renamed_Corp.pdf", "h", 1, 2))
     hits = search(index, "renamed corp", 1, mode="lexical")
     assert Path(hits[0].path).name == "Renamed_Corp.pdf"
+
+
+def test_query_terms_add_the_spellings_file_names_use() -> None:
+    # Letters and digits apart: "FY2018" also finds "2018" (one-letter parts are too common to help).
+    assert query_terms("FY2018 capex for 3M")[-2:] == ["fy", "2018"]
+    assert "3m" in query_terms("FY2018 capex for 3M") and "m" not in query_terms("FY2018 capex for 3M")
+    # Names written as one word in file names: "Best Buy" finds BESTBUY_2019_10K.pdf.
+    terms = query_terms("Did Best Buy or American Water Works, Inc. grow?")
+    assert {"bestbuy", "americanwaterworks", "americanwater", "waterworks"} <= set(terms)
+    assert "worksinc" not in terms  # a comma ends a name
+    assert query_terms("what is the plan") == ["plan"]
+
+
+def test_a_name_in_the_query_finds_the_file_named_after_it(tmp_path: Path) -> None:
+    index = Index(Catalog(tmp_path / "catalog.sqlite3"), InMemoryVectorStore(), HashingEmbedder(dimension=256))
+    for path in ("/lib/BESTBUY_2019_10K.pdf", "/lib/WALMART_2019_10K.pdf"):
+        index.write_document(FileFacts(path, path, 1, 1), "pdf", 1,
+                             [NewChunk("Revenue grew in fiscal 2019 across all stores.", 1, 1)])
+    hits = search(index, "How did revenue grow at Best Buy in FY2019?", 1, mode="lexical")
+    assert [hit.path for hit in hits] == ["/lib/BESTBUY_2019_10K.pdf"]
+
+
+def test_a_question_naming_a_file_searches_it_first_and_uncapped(index: Index) -> None:
+    # "3M" and "2018" are both words of 3M_2018_10K.pdf's name: its chunks lead, past the cap of one.
+    hits = search(index, "What were 3M's sales in 2018?", 3, tuning=RetrievalSettings(per_document=1))
+    assert [Path(h.path).name for h in hits[:2]] == ["3M_2018_10K.pdf"] * 2
+    assert [h.rank for h in hits] == [1, 2, 3] and len({h.chunk_id for h in hits}) == 3
+    # One word of a name is not enough (common words are in many names); the cap applies as usual.
+    hits = search(index, "3M sales", 3, tuning=RetrievalSettings(per_document=1))
+    assert len({h.path for h in hits}) == 3
+    # And it can be switched off.
+    off = RetrievalSettings(per_document=1, named_document_terms=0)
+    assert len({h.path for h in search(index, "What were 3M's sales in 2018?", 3, tuning=off)}) == 3
+
+
+def test_vector_stores_search_within_documents() -> None:
+    store = InMemoryVectorStore()
+    store.upsert(["a", "b"], [[1.0, 0.0], [0.0, 1.0]], [{"document_id": "d1"}, {"document_id": "d2"}])
+    assert [chunk for chunk, _ in store.query([1.0, 0.0], 2, document_ids=["d2"])] == ["b"]

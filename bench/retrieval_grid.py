@@ -1,0 +1,121 @@
+"""Retrieval settings compared on SciFact through the product's own eval path (`ingest.evaluate`).
+
+Every configuration is scored on the train split AND the test split, and the best one is chosen by its
+train score alone: test numbers are reported, never used to choose. Chunking settings need their own
+index (cached in Archivist's cache folder, so a second run only searches); retrieval settings are compared
+on one index.
+
+    .venv/bin/python bench/retrieval_grid.py [--grid default|chunking] [--json FILE]
+
+Prints a table (config, nDCG@10 train, nDCG@10 test, recall@100 test) to stderr as it goes, and the whole
+result as JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a plain script
+
+from ingest.evaluate import BeirEvaluation  # noqa: E402
+from rag.retrieve import Mode, RetrievalSettings  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    mode: Mode = "hybrid"
+    tuning: RetrievalSettings = field(default_factory=RetrievalSettings)
+    chunking: tuple[int, int, float] | None = None  # (chunk_tokens, overlap, min_fill); None: the defaults
+
+
+def retrieval_grid() -> list[Config]:
+    """One index (default chunking), many retrieval settings: each arm, then fusion constants one at a time."""
+    base = RetrievalSettings()
+    configs = [Config("dense", "dense"), Config("lexical", "lexical"),
+               Config("lexical, stop words kept", "lexical", replace(base, drop_stop_words=False)),
+               Config("hybrid (defaults)")]
+    for k in (5, 10, 20, 30, 100):
+        configs.append(Config(f"hybrid rrf_k={k}", tuning=replace(base, rrf_k=k)))
+    for dense, lexical in ((1.0, 0.7), (1.0, 1.5), (1.0, 2.0), (0.7, 1.0)):
+        configs.append(Config(f"hybrid weights dense {dense} lexical {lexical}",
+                              tuning=replace(base, dense_weight=dense, lexical_weight=lexical)))
+    for depth in (20, 50, 200):
+        configs.append(Config(f"hybrid depth {depth}", tuning=replace(base, dense_depth=depth, lexical_depth=depth)))
+    for weights in ((1.0, 2.0, 1.0), (1.0, 1.0, 0.0), (1.0, 3.0, 1.0)):
+        configs.append(Config(f"hybrid bm25 column weights {weights}", tuning=replace(base, bm25_weights=weights)))
+    return configs
+
+
+def chunking_grid() -> list[Config]:
+    """The chunk size (each needs its own index), each with default retrieval settings and each arm alone."""
+    configs = []
+    for chunking in ((200, 32, 0.3), (200, 32, 0.6), (256, 32, 0.6), (256, 32, 0.8)):
+        for mode in ("dense", "lexical", "hybrid"):
+            name = f"{mode}, chunks of {chunking[0]} tokens, overlap {chunking[1]}, min fill {chunking[2]}"
+            configs.append(Config(name, mode, chunking=chunking))  # type: ignore[arg-type]
+    return configs
+
+
+GRIDS = {"default": retrieval_grid, "chunking": chunking_grid}
+
+
+def run(folder: Path, configs: list[Config]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    by_chunking: dict[tuple[int, int, float] | None, list[Config]] = {}
+    for config in configs:
+        by_chunking.setdefault(config.chunking, []).append(config)
+    for chunking, group in by_chunking.items():
+        overrides: dict[str, Any] = {}
+        if chunking is not None:
+            overrides = {"chunk_tokens": chunking[0], "chunk_overlap_tokens": chunking[1],
+                         "chunk_min_fill": chunking[2]}
+        settings = Settings(**overrides)
+        started = time.perf_counter()
+        with BeirEvaluation(folder, settings) as evaluation:
+            print(f"index ready in {time.perf_counter() - started:.0f} s: {evaluation.data_dir}", file=sys.stderr)
+            for config in group:
+                train = evaluation.score("train", config.mode, config.tuning)
+                test = evaluation.score("test", config.mode, config.tuning)
+                row = {"config": config.name, "mode": config.mode, "tuning": asdict(config.tuning),
+                       "chunk_tokens": settings.chunk_tokens, "chunk_overlap_tokens": settings.chunk_overlap_tokens,
+                       "chunk_min_fill": settings.chunk_min_fill,
+                       "train": train, "test": test}
+                rows.append(row)
+                print(f"{config.name:60s} train nDCG@10 {train['ndcg@10']:.4f}  test nDCG@10 {test['ndcg@10']:.4f}"
+                      f"  test recall@100 {test['recall@100']:.4f}  p50 {test['latency_ms']['p50']} ms",  # type: ignore[index]
+                      file=sys.stderr, flush=True)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="default")
+    parser.add_argument("--json", type=Path, help="also write the result to this file")
+    args = parser.parse_args()
+    shared = Path(os.environ.get("ARCHIVIST_SHARED_DATA") or REPO.parent / "shared" / "data")
+    folder = shared / "scifact"
+    if not (folder / "corpus.jsonl").is_file():
+        print(f"bench/retrieval_grid.py: SciFact is absent under {shared}.", file=sys.stderr)
+        return 2
+    rows = run(folder, GRIDS[args.grid]())
+    best = max(rows, key=lambda row: row["train"]["ndcg@10"])  # chosen on train only
+    output = {"grid": args.grid, "chosen_on_train": best["config"], "chosen": best, "configs": rows}
+    text = json.dumps(output, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The Chroma vector store against its contract, on a real embedded Chroma in a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rag.vectors import ChromaVectorStore
+
+
+def test_upsert_query_filter_delete(tmp_path: Path) -> None:
+    store = ChromaVectorStore(tmp_path / "chroma", "test-model")
+    try:
+        vectors = np.eye(4, dtype=np.float32)
+        store.upsert(["a", "b", "c", "d"], vectors,
+                     [{"document_id": document} for document in ("d1", "d1", "d2", "d3")])
+        assert store.count() == 4 and store.ids() == {"a", "b", "c", "d"}
+        nearest = store.query(vectors[2], 2)
+        assert nearest[0][0] == "c" and abs(nearest[0][1] - 1.0) < 1e-5
+        # Within documents: the nearest chunk of d1 even though c is nearer overall.
+        assert next(chunk for chunk, _ in store.query(vectors[2], 1, document_ids=["d1", "d3"])) in {"a", "b", "d"}
+        assert {chunk for chunk, _ in store.query(vectors[2], 4, document_ids=["d1"])} == {"a", "b"}
+        store.delete(["a", "c"])
+        assert store.ids() == {"b", "d"}
+    finally:
+        store.close()
