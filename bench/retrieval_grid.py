@@ -39,20 +39,21 @@ class Config:
 
 
 def retrieval_grid() -> list[Config]:
-    """One index (default chunking), many retrieval settings: each arm, then fusion constants one at a time."""
+    """One index (default chunking), many retrieval settings: each arm, then one change at a time from the
+    defaults (RRF constant and weights, convex fusion weights, candidate depth, BM25 column weights)."""
     base = RetrievalSettings()
-    configs = [Config("dense", "dense"), Config("lexical", "lexical"),
-               Config("lexical, stop words kept", "lexical", replace(base, drop_stop_words=False)),
-               Config("hybrid (defaults)")]
-    for k in (5, 10, 20, 30, 100):
+    configs = [Config("dense", "dense"), Config("lexical", "lexical"), Config("hybrid (defaults)")]
+    for k in (10, 30, 100):
         configs.append(Config(f"hybrid rrf_k={k}", tuning=replace(base, rrf_k=k)))
-    for dense, lexical in ((1.0, 0.7), (1.0, 1.5), (1.0, 2.0), (0.7, 1.0)):
-        configs.append(Config(f"hybrid weights dense {dense} lexical {lexical}",
+    for dense, lexical in ((1.0, 1.5), (1.5, 1.0)):
+        configs.append(Config(f"hybrid rrf weights dense {dense} lexical {lexical}",
                               tuning=replace(base, dense_weight=dense, lexical_weight=lexical)))
-    for depth in (20, 50, 200):
+    for alpha in (0.3, 0.5, 0.7):
+        configs.append(Config(f"hybrid convex dense {alpha} lexical {round(1 - alpha, 1)}",
+                              tuning=replace(base, fusion="convex", dense_weight=alpha, lexical_weight=1 - alpha)))
+    for depth in (50, 200):
         configs.append(Config(f"hybrid depth {depth}", tuning=replace(base, dense_depth=depth, lexical_depth=depth)))
-    for weights in ((1.0, 2.0, 1.0), (1.0, 1.0, 0.0), (1.0, 3.0, 1.0)):
-        configs.append(Config(f"hybrid bm25 column weights {weights}", tuning=replace(base, bm25_weights=weights)))
+    configs.append(Config("hybrid bm25 column weights (1, 2, 1)", tuning=replace(base, bm25_weights=(1.0, 2.0, 1.0))))
     return configs
 
 
@@ -66,7 +67,12 @@ def chunking_grid() -> list[Config]:
     return configs
 
 
-GRIDS = {"default": retrieval_grid, "chunking": chunking_grid}
+def defaults_grid() -> list[Config]:
+    """The default settings: each arm alone and hybrid."""
+    return [Config(f"{mode} (defaults)", mode) for mode in ("dense", "lexical", "hybrid")]  # type: ignore[arg-type]
+
+
+GRIDS = {"default": retrieval_grid, "chunking": chunking_grid, "defaults": defaults_grid}
 
 
 def run(folder: Path, configs: list[Config]) -> list[dict[str, Any]]:

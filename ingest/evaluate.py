@@ -37,7 +37,7 @@ from rag.settings import Settings
 logger = logging.getLogger(__name__)
 
 # Part of the evaluation indexes' cache key: bump when parsing or chunking changes what gets indexed.
-PARSE_VERSION = 2
+PARSE_VERSION = 3
 
 ProgressFactory = Callable[[int, str], "ProgressSink"]
 

@@ -20,6 +20,25 @@ def reciprocal_rank_fusion(
     return sorted(scores.items(), key=lambda pair: pair[1], reverse=True)
 
 
+def convex_combination(
+    rankings: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float]
+) -> list[tuple[str, float]]:
+    """Items of all rankings, ordered by the weighted sum of their min-max normalised scores, best first (an
+    item missing from a ranking scores 0 there). Unlike RRF it keeps how far ahead an item is, which often
+    fuses dense and BM25 better once the weight is tuned (Bruch, Gai and Ingber, ACM TOIS 2023)."""
+    scores: dict[str, float] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        if not ranking:
+            continue
+        values = [score for _, score in ranking]
+        low, high = min(values), max(values)
+        span = high - low
+        for item, score in ranking:
+            normalised = (score - low) / span if span > 0 else 1.0
+            scores[item] = scores.get(item, 0.0) + weight * normalised
+    return sorted(scores.items(), key=lambda pair: pair[1], reverse=True)
+
+
 def cap_per_group(items: Sequence[tuple[str, float]], group_of: dict[str, str], cap: int) -> list[tuple[str, float]]:
     """Keep at most `cap` items of each group (document), in order: one long file must not crowd out the rest."""
     if cap <= 0:

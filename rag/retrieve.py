@@ -8,10 +8,11 @@ from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 from rag.embedder import Vectors
-from rag.fusion import cap_per_group, reciprocal_rank_fusion
+from rag.fusion import cap_per_group, convex_combination, reciprocal_rank_fusion
 from rag.index import Index
 
 Mode = Literal["dense", "lexical", "hybrid"]
+Fusion = Literal["rrf", "convex"]
 MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
 
 # Words too common to help BM25 find anything; dropping them also keeps the FTS query short.
@@ -90,6 +91,7 @@ class Filters:
 class RetrievalSettings:
     """How search weighs its arms. Defaults chosen on SciFact train (see README, Retrieval)."""
 
+    fusion: Fusion = "rrf"  # how hybrid merges the arms: reciprocal ranks, or a weighted sum of scores
     rrf_k: float = 60.0
     dense_depth: int = 100  # candidates taken from each arm before fusion
     lexical_depth: int = 100
@@ -216,7 +218,9 @@ def _search(
         rankings.append(dense_ranking(index, vector, max(k, tuning.dense_depth), filters))
     if mode in ("lexical", "hybrid"):
         rankings.append(lexical_ranking(index, query, max(k, tuning.lexical_depth), filters, tuning))
-    if mode == "hybrid":
+    if mode == "hybrid" and tuning.fusion == "convex":
+        fused = convex_combination(rankings, [tuning.dense_weight, tuning.lexical_weight])
+    elif mode == "hybrid":
         fused = reciprocal_rank_fusion(
             [[chunk_id for chunk_id, _ in ranking] for ranking in rankings],
             k=tuning.rrf_k,

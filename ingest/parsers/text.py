@@ -14,6 +14,7 @@ from charset_normalizer import from_bytes
 
 from ingest.document import Block, ParsedDocument
 from rag.errors import EmptyFile, NotText
+from rag.sentences import split_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +42,35 @@ _WIDE_ENCODINGS = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "u
 _CHAOS_TOLERANCE = 0.1  # charset-normalizer finds typographic quotes and € slightly "chaotic"
 _COHERENCE_TOLERANCE = 0.05  # but a clearly better language fit (Greek in cp1253) still wins
 _BLANK_LINE = re.compile(r"\n[ \t\v]*\n")
+TITLE_MAX_CHARS = 200
 
 
 def parse(data: bytes) -> ParsedDocument:
-    """Parse a plain-text file: one block per paragraph (paragraphs are separated by blank lines)."""
-    blocks = tuple(Block(text=paragraph) for paragraph in paragraphs(decode(data)))
-    if not blocks:
+    """Parse a plain-text file: one block per paragraph (paragraphs are separated by blank lines). A title
+    line (see `title_of`) becomes every paragraph's heading, as a Markdown file's `#` heading would."""
+    found = paragraphs(decode(data))
+    if not found:
         raise EmptyFile("no text (only whitespace)")
+    title = title_of(found)
+    if title is not None:
+        blocks = tuple(Block(text=paragraph, headings=(title,)) for paragraph in found[1:])
+    else:
+        blocks = tuple(Block(text=paragraph) for paragraph in found)
     return ParsedDocument(kind="text", page_count=1, blocks=blocks)
+
+
+def title_of(found: list[str]) -> str | None:
+    """The first paragraph, when it reads as a title: one line, one sentence at most, short, and followed by
+    a body at least twice its length. Plain-text papers, notes and exported articles start this way, and
+    every chunk is found more easily with the title it belongs under."""
+    if len(found) < 2:
+        return None
+    first = found[0]
+    if "\n" in first or len(first) > TITLE_MAX_CHARS or len(split_sentences(first)) > 1:
+        return None
+    if sum(len(paragraph) for paragraph in found[1:]) < 2 * len(first):
+        return None
+    return first
 
 
 def paragraphs(text: str) -> list[str]:

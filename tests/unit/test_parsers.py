@@ -512,3 +512,27 @@ def test_an_edited_pdf_reuses_the_text_of_unchanged_pages() -> None:
     assert edited == parse_bytes(out.getvalue(), "pdf")  # the cache never changes the result
     assert [b.text for b in edited.blocks if b.page == 4] == ["A brand new fourth page."]
     assert [b for b in edited.blocks if b.page != 4] == [b for b in first.blocks if b.page != 4]
+
+
+def test_a_title_line_heads_every_paragraph_of_a_text_file() -> None:
+    body = ["We followed 400 adults for three years.", "Bone density rose by 2% with daily vitamin D."]
+    text = "Vitamin D and bone density in older adults\n\n" + "\n\n".join(body)
+    document = parse_bytes(text.encode(), "text")
+    title = ("Vitamin D and bone density in older adults",)
+    assert document.blocks == tuple(Block(paragraph, headings=title) for paragraph in body)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Two sentences here. Not a title.\n\nThe body is long enough to follow a title, surely it is.",
+        "A first line\nthat wraps\n\nThe body is long enough to follow a title, surely it is.",
+        "A title over a short body\n\nToo short.",
+        "Only one paragraph, whatever it is",
+    ],
+    ids=["two-sentences", "two-lines", "short-body", "one-paragraph"],
+)
+def test_a_first_paragraph_that_is_not_a_title_stays_text(text: str) -> None:
+    document = parse_bytes(text.encode(), "text")
+    assert all(block.headings == () for block in document.blocks)
+    assert document.blocks[0].text == text.split("\n\n")[0]

@@ -9,7 +9,7 @@ import pytest
 
 from rag.catalog import Catalog
 from rag.embedder import HashingEmbedder
-from rag.fusion import cap_per_group, reciprocal_rank_fusion
+from rag.fusion import cap_per_group, convex_combination, reciprocal_rank_fusion
 from rag.index import FileFacts, Index, NewChunk
 from rag.retrieve import Filters, RetrievalSettings, query_terms, search
 from rag.vectors import InMemoryVectorStore
@@ -124,3 +124,17 @@ def test_vector_stores_search_within_documents() -> None:
     store = InMemoryVectorStore()
     store.upsert(["a", "b"], [[1.0, 0.0], [0.0, 1.0]], [{"document_id": "d1"}, {"document_id": "d2"}])
     assert [chunk for chunk, _ in store.query([1.0, 0.0], 2, document_ids=["d2"])] == ["b"]
+
+
+def test_convex_combination_keeps_the_margin() -> None:
+    # b is a close second in both lists; a wins one list by far and is absent from the other.
+    fused = convex_combination([[("a", 10.0), ("b", 9.0), ("c", 0.0)], [("b", 0.9), ("c", 0.85), ("d", 0.1)]],
+                               [1.0, 1.0])
+    assert [item for item, _ in fused] == ["b", "a", "c", "d"]
+    assert fused[0][1] == pytest.approx(0.9 + 1.0)
+    assert convex_combination([[("x", 1.0)], []], [0.5, 0.5]) == [("x", 0.5)]
+
+
+def test_hybrid_with_convex_fusion_ranks_best_first(index: Index) -> None:
+    hits = search(index, "When do quinces ripen?", 3, tuning=RetrievalSettings(fusion="convex"))
+    assert hits[0].text == "Quinces ripen in October."
