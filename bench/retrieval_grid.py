@@ -25,7 +25,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a plain script
 
-from ingest.evaluate import BeirEvaluation  # noqa: E402
+from ingest.evaluate import BeirEvaluation, FinanceBenchEvaluation  # noqa: E402
 from rag.retrieve import Mode, RetrievalSettings  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
@@ -72,7 +72,27 @@ def defaults_grid() -> list[Config]:
     return [Config(f"{mode} (defaults)", mode) for mode in ("dense", "lexical", "hybrid")]  # type: ignore[arg-type]
 
 
-GRIDS = {"default": retrieval_grid, "chunking": chunking_grid, "defaults": defaults_grid}
+def financebench_grid() -> list[Config]:
+    """FinanceBench (no train split: these are reported, not tuned on): each arm and hybrid, with and
+    without searching the files a question names first."""
+    off = replace(RetrievalSettings(), named_document_terms=0)
+    return [*defaults_grid(), Config("lexical, named files not searched first", "lexical", off),
+            Config("hybrid, named files not searched first", "hybrid", off)]
+
+
+GRIDS = {"default": retrieval_grid, "chunking": chunking_grid, "defaults": defaults_grid,
+         "financebench": financebench_grid}
+
+
+def run_financebench(folder: Path, configs: list[Config]) -> list[dict[str, Any]]:
+    rows = []
+    with FinanceBenchEvaluation(folder, Settings()) as evaluation:
+        for config in configs:
+            result = evaluation.score(config.mode, config.tuning)
+            rows.append({"config": config.name, "mode": config.mode, "tuning": asdict(config.tuning), "result": result})
+            print(f"{config.name:60s} page_recall@5 {result['page_recall@5']:.4f}  page_recall@10 "
+                  f"{result['page_recall@10']:.4f}  doc_hit@5 {result['doc_hit@5']:.4f}", file=sys.stderr, flush=True)
+    return rows
 
 
 def run(folder: Path, configs: list[Config]) -> list[dict[str, Any]]:
@@ -109,6 +129,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the result to this file")
     args = parser.parse_args()
     shared = Path(os.environ.get("ARCHIVIST_SHARED_DATA") or REPO.parent / "shared" / "data")
+    if args.grid == "financebench":
+        fb_rows = run_financebench(shared / "financebench", financebench_grid())
+        text = json.dumps({"grid": "financebench", "configs": fb_rows}, indent=2)
+        if args.json:
+            args.json.write_text(text + "\n", encoding="utf-8")
+        print(text)
+        return 0
     folder = shared / "scifact"
     if not (folder / "corpus.jsonl").is_file():
         print(f"bench/retrieval_grid.py: SciFact is absent under {shared}.", file=sys.stderr)
