@@ -98,7 +98,8 @@ def build(target: Path, sources: list[tuple[str, str, list[tuple[NewChunk, np.nd
                     index.catalog.cache_vectors(model, cache)
                     index.write_documents(writes)
                     writes, cache = [], {}
-                    progress(f"{written:,} / {chunks:,} chunks")
+                    if written // 10_000 != (written - len(new)) // 10_000:
+                        progress(f"{written:,} / {chunks:,} chunks")
             if writes:
                 index.catalog.cache_vectors(model, cache)
                 index.write_documents(writes)

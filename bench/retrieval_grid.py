@@ -57,6 +57,19 @@ def retrieval_grid() -> list[Config]:
     return configs
 
 
+def followup_grid() -> list[Config]:
+    """Second round around the best of the first on train (convex fusion, deeper candidate lists)."""
+    base = RetrievalSettings()
+    convex = replace(base, fusion="convex", dense_weight=0.5, lexical_weight=0.5)
+    configs = [Config(f"hybrid convex dense {alpha} lexical {round(1 - alpha, 1)}",
+                      tuning=replace(convex, dense_weight=alpha, lexical_weight=round(1 - alpha, 1)))
+               for alpha in (0.4, 0.6)]
+    deeper = {"dense_depth": 200, "lexical_depth": 200}
+    configs.append(Config("hybrid convex 0.5/0.5, depth 200", tuning=replace(convex, **deeper)))  # type: ignore[arg-type]
+    configs.append(Config("hybrid rrf_k=10, depth 200", tuning=replace(base, rrf_k=10, **deeper)))  # type: ignore[arg-type]
+    return configs
+
+
 def chunking_grid() -> list[Config]:
     """The chunk size (each needs its own index), each with default retrieval settings and each arm alone."""
     configs = []
@@ -80,7 +93,8 @@ def financebench_grid() -> list[Config]:
             Config("hybrid, named files not searched first", "hybrid", off)]
 
 
-GRIDS = {"default": retrieval_grid, "chunking": chunking_grid, "defaults": defaults_grid,
+GRIDS = {"default": retrieval_grid, "followup": followup_grid, "chunking": chunking_grid,
+         "defaults": defaults_grid,
          "financebench": financebench_grid}
 
 

@@ -352,11 +352,21 @@ class Catalog:
         if not terms or limit <= 0:
             return []
         match = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
-        sql = (
-            "SELECT c.id, bm25(chunks_fts, ?, ?, ?) AS rank FROM chunks_fts "
-            "JOIN chunks c ON c.seq = chunks_fts.rowid JOIN documents d ON d.id = c.document_id "
-            f"WHERE chunks_fts MATCH ? {('AND ' + where) if where else ''} ORDER BY rank LIMIT ?"
-        )
+        if where:
+            # Filtered: the filter has to apply before the limit, so every match is joined.
+            sql = (
+                "SELECT c.id, bm25(chunks_fts, ?, ?, ?) AS rank FROM chunks_fts "
+                "JOIN chunks c ON c.seq = chunks_fts.rowid JOIN documents d ON d.id = c.document_id "
+                f"WHERE chunks_fts MATCH ? AND {where} ORDER BY rank LIMIT ?"
+            )
+        else:
+            # Unfiltered: rank inside the full-text index alone and join only the best `limit` rows; a query
+            # of common words matches most chunks, and joining them all first costs more than ranking them.
+            sql = (
+                "SELECT c.id, best.rank FROM (SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS rank FROM chunks_fts "
+                "WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?) AS best JOIN chunks c ON c.seq = best.rowid "
+                "ORDER BY best.rank"
+            )
         with self._lock:
             rows = self._db.execute(sql, [*weights, match, *parameters, limit]).fetchall()
         return [(row[0], -float(row[1])) for row in rows]

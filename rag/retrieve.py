@@ -91,12 +91,15 @@ class Filters:
 class RetrievalSettings:
     """How search weighs its arms. Defaults chosen on SciFact train (see README, Retrieval)."""
 
-    fusion: Fusion = "rrf"  # how hybrid merges the arms: reciprocal ranks, or a weighted sum of scores
+    # How hybrid merges the arms: a weighted sum of min-max normalised scores ("convex"), or reciprocal
+    # ranks ("rrf", with rrf_k). On SciFact train, convex 0.5/0.5 over 200 candidates per arm scored nDCG@10
+    # 0.7318 against RRF's 0.7187 (k = 60, 100 candidates); every configuration tried is in the README.
+    fusion: Fusion = "convex"
     rrf_k: float = 60.0
-    dense_depth: int = 100  # candidates taken from each arm before fusion
-    lexical_depth: int = 100
-    dense_weight: float = 1.0
-    lexical_weight: float = 1.0
+    dense_depth: int = 200  # candidates taken from each arm before fusion
+    lexical_depth: int = 200
+    dense_weight: float = 0.5
+    lexical_weight: float = 0.5
     bm25_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # text, headings, file title
     per_document: int = 3  # at most this many chunks of one document in the results
     drop_stop_words: bool = True
