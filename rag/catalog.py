@@ -196,6 +196,7 @@ class Catalog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
+        self._title_index: tuple[tuple[int, int], dict[str, list[str]]] | None = None
         self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -373,15 +374,29 @@ class Catalog:
 
     def documents_named(self, terms: Sequence[str]) -> dict[str, int]:
         """Indexed documents whose file name holds any of `terms` (whole words, any case): id -> how many
-        of the terms it holds."""
+        of the terms it holds. Looks up an index of file-name words kept in memory until the catalog
+        changes (by this connection or another process)."""
         if not terms:
             return {}
-        hits = " + ".join("(instr(' ' || lower(title) || ' ', ?) > 0)" for _ in terms)
-        sql = (f"SELECT id, {hits} AS named FROM documents WHERE status = 'indexed' AND title != '' "
-               "AND named > 0")
+        counts: dict[str, int] = {}
+        postings = self._title_words()
+        for term in dict.fromkeys(term.lower() for term in terms):
+            for document_id in postings.get(term, ()):
+                counts[document_id] = counts.get(document_id, 0) + 1
+        return counts
+
+    def _title_words(self) -> dict[str, list[str]]:
         with self._lock:
-            rows = self._db.execute(sql, [f" {term.lower()} " for term in terms]).fetchall()
-        return {row[0]: int(row[1]) for row in rows}
+            version = (int(self._db.execute("PRAGMA data_version").fetchone()[0]), self._db.total_changes)
+            if self._title_index is None or self._title_index[0] != version:
+                postings: dict[str, list[str]] = {}
+                for document_id, title in self._db.execute(
+                    "SELECT id, title FROM documents WHERE status = 'indexed' AND title != ''"
+                ):
+                    for word in dict.fromkeys(str(title).lower().split()):
+                        postings.setdefault(word, []).append(document_id)
+                self._title_index = (version, postings)
+            return self._title_index[1]
 
     def chunk_documents(self, ids: Sequence[str], where: str = "", parameters: Sequence[object] = ()) -> dict[str, str]:
         """Chunk id -> document id, for the ids that pass `where` (same form as in lexical_search)."""

@@ -4,6 +4,7 @@ both fused by reciprocal rank fusion, with a cap on chunks per document and opti
 from __future__ import annotations
 
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
@@ -183,6 +184,13 @@ def named_documents(index: Index, query: str, minimum: int) -> tuple[str, ...]:
     return tuple(sorted(doc_id for doc_id, count in counts.items() if count == best))
 
 
+# The lexical arm runs here while the calling thread embeds the query and asks Chroma: SQLite, ONNX Runtime
+# and Chroma all release the GIL, so a hybrid search takes about as long as its slower arm, not the sum.
+_LEXICAL_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="archivist-lexical")
+
+Ranking = list[tuple[str, float]]
+
+
 def search(
     index: Index,
     query: str,
@@ -202,25 +210,28 @@ def search(
     tuning = tuning or RetrievalSettings()
     index.refresh()
     named = () if filters.document_ids else named_documents(index, query, tuning.named_document_terms)
-    vector = index.embedder.embed_query(query) if mode != "lexical" else None
+    scopes = [filters] + ([replace(filters, document_ids=named)] if named else [])
+    depth = max(k + (k if named else 0), tuning.lexical_depth)
+    lexical: list[Future[Ranking]] = []
+    if mode in ("lexical", "hybrid"):
+        lexical = [_LEXICAL_POOL.submit(lexical_ranking, index, query, depth, scope, tuning) for scope in scopes]
+    dense: list[Ranking] = []
+    if mode in ("dense", "hybrid"):
+        vector = index.embedder.embed_query(query)
+        depth = max(k + (k if named else 0), tuning.dense_depth)
+        dense = [dense_ranking(index, vector, depth, scope) for scope in scopes]
+    rankings = [[*([dense[i]] if dense else []), *([lexical[i].result()] if lexical else [])]
+                for i in range(len(scopes))]
     if not named:
-        return _search(index, query, vector, k, mode, filters, tuning)
-    first = _search(index, query, vector, k, mode, replace(filters, document_ids=named),
-                    replace(tuning, per_document=max(tuning.per_document, k)))
+        return _fused_hits(index, rankings[0], k, mode, tuning)
+    first = _fused_hits(index, rankings[1], k, mode, replace(tuning, per_document=max(tuning.per_document, k)))
     seen = {hit.chunk_id for hit in first}
-    rest = [hit for hit in _search(index, query, vector, k + len(first), mode, filters, tuning)
-            if hit.chunk_id not in seen]
+    rest = [hit for hit in _fused_hits(index, rankings[0], k + len(first), mode, tuning) if hit.chunk_id not in seen]
     return [replace(hit, rank=rank) for rank, hit in enumerate([*first, *rest][:k], start=1)]
 
 
-def _search(
-    index: Index, query: str, vector: Vectors | None, k: int, mode: Mode, filters: Filters, tuning: RetrievalSettings
-) -> list[Hit]:
-    rankings: list[list[tuple[str, float]]] = []
-    if vector is not None:
-        rankings.append(dense_ranking(index, vector, max(k, tuning.dense_depth), filters))
-    if mode in ("lexical", "hybrid"):
-        rankings.append(lexical_ranking(index, query, max(k, tuning.lexical_depth), filters, tuning))
+def _fused_hits(index: Index, rankings: list[Ranking], k: int, mode: Mode, tuning: RetrievalSettings) -> list[Hit]:
+    """Fuse the arms' rankings, cap chunks per document, and read the best k back from the catalog."""
     if mode == "hybrid" and tuning.fusion == "convex":
         fused = convex_combination(rankings, [tuning.dense_weight, tuning.lexical_weight])
     elif mode == "hybrid":
