@@ -133,6 +133,12 @@ def write_corpus(corpus: dict[str, tuple[str, str]], folder: Path) -> None:
             path.write_text(content, encoding="utf-8")
 
 
+def _backend_key(settings: Settings) -> list[str]:
+    """The embedding backend, when not the default, keys its own evaluation index (indexes made before this
+    key existed were all int8, and keep their names)."""
+    return [settings.embedding_backend] if settings.embedding_backend != "int8" else []
+
+
 def _safe(doc_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in doc_id)
 
@@ -152,7 +158,7 @@ class BeirEvaluation:
         self.data_dir = data_dir or evaluation_folder(
             f"beir-{folder.name}", corpus_file.resolve(), stat.st_size, stat.st_mtime_ns,
             settings.chunk_tokens, settings.chunk_overlap_tokens, settings.chunk_min_fill,
-            settings.embedding_model_dir, PARSE_VERSION,
+            settings.embedding_model_dir, PARSE_VERSION, *_backend_key(settings),
         )
         self.by_file = {f"{_safe(doc_id)}.txt": doc_id for doc_id in self.corpus}
         self.ingest_seconds = 0.0
@@ -246,6 +252,7 @@ class FinanceBenchEvaluation:
         self.data_dir = data_dir or evaluation_folder(
             "financebench", self.pdfs.resolve(), sorted(self.present), settings.chunk_tokens,
             settings.chunk_overlap_tokens, settings.chunk_min_fill, settings.embedding_model_dir, PARSE_VERSION,
+            *_backend_key(settings),
         )
         self.ingest_seconds = 0.0
         self._opened: Any = None
