@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import platformdirs
 
@@ -143,35 +143,29 @@ def _safe(doc_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in doc_id)
 
 
-class BeirEvaluation:
-    """A BEIR corpus ingested once into its (cached) index; `score` then runs one split's queries through the
-    normal search path with any retrieval settings, so many settings can be compared on one index."""
+class _CachedIndexEvaluation:
+    """A benchmark's documents ingested once into a cached index (`index_dir`), open while in the `with`
+    block; subclasses name the documents and score questions against `self.index`."""
 
-    def __init__(self, folder: Path, settings: Settings, data_dir: Path | None = None,
-                 progress: ProgressFactory | None = None) -> None:
-        self.folder = folder
+    index_dir: Path
+
+    def __init__(self, settings: Settings, progress: ProgressFactory | None) -> None:
         self.settings = settings
         self.progress = progress
-        self.corpus = load_beir_corpus(folder)
-        corpus_file = folder / "corpus.jsonl"
-        stat = corpus_file.stat()
-        self.data_dir = data_dir or evaluation_folder(
-            f"beir-{folder.name}", corpus_file.resolve(), stat.st_size, stat.st_mtime_ns,
-            settings.chunk_tokens, settings.chunk_overlap_tokens, settings.chunk_min_fill,
-            settings.embedding_model_dir, PARSE_VERSION, *_backend_key(settings),
-        )
-        self.by_file = {f"{_safe(doc_id)}.txt": doc_id for doc_id in self.corpus}
         self.ingest_seconds = 0.0
         self._opened: Any = None
         self.index: Index | None = None
 
-    def __enter__(self) -> BeirEvaluation:
-        documents_folder = self.data_dir / "documents"
-        write_corpus(self.corpus, documents_folder)
-        self._opened = evaluation_index(self.data_dir / "index", self.settings)
+    def _documents(self) -> list[Path]:
+        """The files and folders to ingest (made ready on disk first where needed)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        paths = self._documents()
+        self._opened = evaluation_index(self.index_dir, self.settings)
         self.index, eval_settings = self._opened.__enter__()
         try:
-            self.ingest_seconds = _ingest(self.index, eval_settings, [documents_folder], self.progress)
+            self.ingest_seconds = _ingest(self.index, eval_settings, paths, self.progress)
         except BaseException:
             self._opened.__exit__(*sys.exc_info())
             raise
@@ -181,6 +175,31 @@ class BeirEvaluation:
         if self._opened is not None:
             self._opened.__exit__(*exc)
         self._opened = self.index = None
+
+
+class BeirEvaluation(_CachedIndexEvaluation):
+    """A BEIR corpus ingested once into its (cached) index; `score` then runs one split's queries through the
+    normal search path with any retrieval settings, so many settings can be compared on one index."""
+
+    def __init__(self, folder: Path, settings: Settings, data_dir: Path | None = None,
+                 progress: ProgressFactory | None = None) -> None:
+        super().__init__(settings, progress)
+        self.folder = folder
+        self.corpus = load_beir_corpus(folder)
+        corpus_file = folder / "corpus.jsonl"
+        stat = corpus_file.stat()
+        self.data_dir = data_dir or evaluation_folder(
+            f"beir-{folder.name}", corpus_file.resolve(), stat.st_size, stat.st_mtime_ns,
+            settings.chunk_tokens, settings.chunk_overlap_tokens, settings.chunk_min_fill,
+            settings.embedding_model_dir, PARSE_VERSION, *_backend_key(settings),
+        )
+        self.by_file = {f"{_safe(doc_id)}.txt": doc_id for doc_id in self.corpus}
+        self.index_dir = self.data_dir / "index"
+
+    def _documents(self) -> list[Path]:
+        documents_folder = self.data_dir / "documents"
+        write_corpus(self.corpus, documents_folder)
+        return [documents_folder]
 
     def score(self, split: str, mode: Mode = "hybrid", tuning: RetrievalSettings | None = None,
               limit: int | None = None) -> dict[str, object]:
@@ -233,7 +252,7 @@ def _numeric_first(value: str) -> tuple[int, str]:
     return (int(value), "") if value.isdigit() else (1 << 62, value)
 
 
-class FinanceBenchEvaluation:
+class FinanceBenchEvaluation(_CachedIndexEvaluation):
     """The FinanceBench PDFs ingested once into one (cached) library index; `score` asks every question whose
     PDF is present through the normal search path."""
 
@@ -243,8 +262,7 @@ class FinanceBenchEvaluation:
         questions_file = folder / "questions.jsonl"
         if not self.pdfs.is_dir() or not questions_file.is_file():
             raise ConfigError(f"Not a FinanceBench folder: expected {self.pdfs} and {questions_file}.")
-        self.settings = settings
-        self.progress = progress
+        super().__init__(settings, progress)
         self.present = {path.stem: path for path in self.pdfs.glob("*.pdf")}
         questions = [json.loads(line) for line in questions_file.read_text(encoding="utf-8").splitlines()
                      if line.strip()]
@@ -254,24 +272,10 @@ class FinanceBenchEvaluation:
             settings.chunk_overlap_tokens, settings.chunk_min_fill, settings.embedding_model_dir, PARSE_VERSION,
             *_backend_key(settings),
         )
-        self.ingest_seconds = 0.0
-        self._opened: Any = None
-        self.index: Index | None = None
+        self.index_dir = self.data_dir
 
-    def __enter__(self) -> FinanceBenchEvaluation:
-        self._opened = evaluation_index(self.data_dir, self.settings)
-        self.index, eval_settings = self._opened.__enter__()
-        try:
-            self.ingest_seconds = _ingest(self.index, eval_settings, [self.pdfs], self.progress)
-        except BaseException:
-            self._opened.__exit__(*sys.exc_info())
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._opened is not None:
-            self._opened.__exit__(*exc)
-        self._opened = self.index = None
+    def _documents(self) -> list[Path]:
+        return [self.pdfs]
 
     def score(self, mode: Mode = "hybrid", tuning: RetrievalSettings | None = None) -> dict[str, object]:
         assert self.index is not None, "use FinanceBenchEvaluation as a context manager"
