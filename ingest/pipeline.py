@@ -196,18 +196,17 @@ class Ingester:
         )
         reader.start()
         try:
+            def record(results: list[FileResult]) -> None:
+                for result in results:
+                    report.results.append(result)
+                    if result.outcome in (Outcome.FAILED, Outcome.SKIPPED):
+                        control.update(failed=control.progress.failed + 1)
+                    if on_file is not None:
+                        on_file(result)
+
             for batch in self._batches(ahead):
                 newly_embedded = self._embed_batch(batch)
                 writes: list[_Write] = []  # consecutive new versions, written together
-
-                def record(results: list[FileResult]) -> None:
-                    for result in results:
-                        report.results.append(result)
-                        if result.outcome in (Outcome.FAILED, Outcome.SKIPPED):
-                            control.update(failed=control.progress.failed + 1)
-                        if on_file is not None:
-                            on_file(result)
-
                 for action in batch:
                     control.wait_while_paused(self.stopping)
                     if self.stopping.is_set():

@@ -250,24 +250,25 @@ def replace_with_link(path: Path, target: Path) -> None:
     os.symlink(target, path)
 
 
-def test_a_file_replaced_by_a_symlink_while_watching_leaves_the_index(harness: Harness, tmp_path: Path) -> None:
+def two_notes_indexed(harness: Harness, tmp_path: Path) -> Path:
+    """note.txt and other.txt indexed by a running watcher; returns a text file outside the watched folder."""
     outside = tmp_path / "outside.txt"
     outside.write_text("Linked text about cormorants.\n")
     (harness.docs / "note.txt").write_text("Original text about herons.\n")
     (harness.docs / "other.txt").write_text("Another text about egrets.\n")
     harness.start()
     harness.wait(lambda s: {"note.txt", "other.txt"} <= set(s))
+    return outside
+
+
+def test_a_file_replaced_by_a_symlink_while_watching_leaves_the_index(harness: Harness, tmp_path: Path) -> None:
+    outside = two_notes_indexed(harness, tmp_path)
     replace_with_link(harness.docs / "note.txt", outside)
     harness.wait(lambda s: set(s) == {"other.txt"}, timeout=10)  # events take well under a second
 
 
 def test_a_file_replaced_by_a_symlink_while_stopped_leaves_the_index(harness: Harness, tmp_path: Path) -> None:
-    outside = tmp_path / "outside.txt"
-    outside.write_text("Linked text about cormorants.\n")
-    (harness.docs / "note.txt").write_text("Original text about herons.\n")
-    (harness.docs / "other.txt").write_text("Another text about egrets.\n")
-    harness.start()
-    harness.wait(lambda s: {"note.txt", "other.txt"} <= set(s))
+    outside = two_notes_indexed(harness, tmp_path)
     harness.stop()
     replace_with_link(harness.docs / "note.txt", outside)
     harness.start()
