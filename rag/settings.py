@@ -18,6 +18,7 @@ Effort = Literal["low", "medium", "high"]
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "gpt-oss:20b"
+DEFAULT_OPENAI_BASE_URL = "http://127.0.0.1:8000/v1"  # vLLM's default; LM Studio uses :1234, llama.cpp :8080
 
 
 def default_data_dir() -> Path:
@@ -50,12 +51,29 @@ class Settings(BaseSettings):
         description="Folder holding the index (catalog, vectors). ARCHIVIST_DATA_DIR.",
     )
     # LLM
+    llm: Literal["ollama", "openai"] = Field(
+        "ollama",
+        description="Which kind of server answers: ollama (default) or any OpenAI-compatible server (vLLM, "
+        "LM Studio, llama.cpp's server). ARCHIVIST_LLM.",
+    )
+    openai_base_url: str = Field(
+        DEFAULT_OPENAI_BASE_URL,
+        description="Base URL of the OpenAI-compatible server, up to and including /v1. "
+        "ARCHIVIST_OPENAI_BASE_URL.",
+    )
+    openai_api_key: str | None = Field(
+        None, description="Bearer token for an OpenAI-compatible server that asks for one. ARCHIVIST_OPENAI_API_KEY."
+    )
     ollama_host: str = Field(
         DEFAULT_OLLAMA_HOST,
         validation_alias=AliasChoices("OLLAMA_HOST", "ARCHIVIST_OLLAMA_HOST"),
         description="Where Ollama listens. OLLAMA_HOST, as Ollama's own tools read it.",
     )
-    model: str = Field(DEFAULT_MODEL, description="Ollama model tag. ARCHIVIST_MODEL.")
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Model name: an Ollama tag, or the name an OpenAI-compatible server serves "
+        "(e.g. openai/gpt-oss-120b on vLLM). ARCHIVIST_MODEL.",
+    )
     effort: Effort = Field("medium", description="gpt-oss reasoning effort. ARCHIVIST_EFFORT.")
     num_ctx: int = Field(16384, ge=2048, description="Context window sent on every request.")
     num_predict: int = Field(
