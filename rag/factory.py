@@ -9,6 +9,7 @@ from collections.abc import Callable
 from rag.embedder import Embedder, SentenceTransformerEmbedder, model_name_for
 from rag.index import Index, open_index
 from rag.llm import ChatModel, OllamaChat
+from rag.openai_chat import OpenAIChat
 from rag.settings import Settings
 
 
@@ -55,4 +56,7 @@ def crash_hook_from_environment() -> Callable[[str], None] | None:
 
 
 def make_chat(settings: Settings) -> ChatModel:
+    """The chat model the settings ask for: Ollama, or any OpenAI-compatible server (ARCHIVIST_LLM=openai)."""
+    if settings.llm == "openai":
+        return OpenAIChat(settings)
     return OllamaChat(settings)

@@ -1,0 +1,256 @@
+"""Any OpenAI-compatible chat server (vLLM, LM Studio, llama.cpp's server) behind the ChatModel interface.
+
+The wire format is `POST {base}/chat/completions` with `stream: true`: server-sent events, one
+`data: {json}` line per chunk and `data: [DONE]` at the end. Reasoning models send their reasoning apart
+from the answer, in `delta.reasoning_content` (vLLM, llama.cpp) or `delta.reasoning` (newer vLLM, LM Studio).
+Every failure leaves this module as one LLMError whose message names the setting that fixes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+
+from rag.errors import LLMError, LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
+from rag.llm import ChatModel, Delta, Message, StreamEvent, Usage
+from rag.settings import Effort, Settings
+
+logger = logging.getLogger(__name__)
+
+_MAX_QUOTED = 500  # characters of a server's error text worth showing to a person
+
+
+class OpenAIChat(ChatModel):
+    """A model on an OpenAI-compatible server, streamed with httpx."""
+
+    def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
+        self.settings = settings
+        self.model = settings.model
+        self.base_url = settings.openai_base_url.strip().rstrip("/")
+        self.where = self.base_url
+        headers = {"Accept": "text/event-stream, application/json"}
+        if settings.openai_api_key:
+            headers["Authorization"] = f"Bearer {settings.openai_api_key}"
+        self._client = httpx.Client(headers=headers, timeout=settings.llm_timeout_s, transport=transport)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def request_body(self, messages: Sequence[Message], effort: Effort) -> dict[str, Any]:
+        """The JSON sent for one reply; the context size is the server's to set, so it is not sent."""
+        return {
+            "model": self.model,
+            "messages": [dict(message) for message in messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "reasoning_effort": effort,
+            "temperature": self.settings.temperature,
+            "top_p": self.settings.top_p,
+            "max_tokens": self.settings.num_predict,
+        }
+
+    def check(self) -> None:
+        url = f"{self.base_url}/models"
+        try:
+            response = self._client.get(url)
+        except httpx.ConnectError:
+            raise self._unavailable() from None
+        except httpx.TimeoutException:
+            raise self._timeout() from None
+        except httpx.HTTPError as error:
+            raise self._broken(error) from None
+        if response.is_error:
+            raise self._http_error(response.status_code, response.text, url)
+        served = _model_ids(_json_or_none(response.text))
+        # A server that serves exactly one model (llama.cpp's server, LM Studio with one model loaded) answers
+        # every request with it, whatever name the request gives, and names it after its file unless started
+        # with --alias: refusing here would make people rename things for nothing. A strict single-model
+        # server (vLLM) still refuses a wrong name on the request itself, which becomes ModelMissing there.
+        if len(served) > 1 and self.model not in served:
+            raise self._missing(served)
+        if served and self.model not in served:
+            logger.info("%s serves only %s; using it for %s", self.where, served[0], self.model)
+
+    def stream(self, messages: Sequence[Message], effort: Effort) -> Iterator[StreamEvent]:
+        url = f"{self.base_url}/chat/completions"
+        body = self.request_body(messages, effort)
+        logger.debug("POST %s model=%s effort=%s messages=%d", url, self.model, effort, len(messages))
+        try:
+            with self._client.stream("POST", url, json=body) as response:
+                if response.is_error:
+                    response.read()
+                    raise self._http_error(response.status_code, response.text, url)
+                yield from self._events(response.iter_lines())
+        except httpx.ConnectError:
+            raise self._unavailable() from None
+        except httpx.TimeoutException:
+            raise self._timeout() from None
+        except httpx.HTTPError as error:
+            raise self._broken(error) from None
+
+    def _events(self, lines: Iterator[str]) -> Iterator[StreamEvent]:
+        """Turn SSE lines into Deltas, then exactly one Usage."""
+        finish_reason: str | None = None
+        usage: dict[str, Any] = {}
+        done = False
+        event = ""
+        for line in lines:
+            if not line:
+                event = ""  # a blank line ends an event
+                continue
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                event = value
+                continue
+            if field != "data":
+                continue  # comments (":") and ids carry nothing for us
+            if value.strip() == "[DONE]":
+                done = True
+                break
+            payload = _json_or_none(value)
+            if not isinstance(payload, dict):
+                raise LLMResponseError(
+                    f"The server at {self.where} sent a stream line that is not JSON: {_clip(value)!r}"
+                )
+            if event == "error" or payload.get("error") or payload.get("object") == "error":
+                raise self._stream_error(payload)
+            if isinstance(payload.get("usage"), dict):
+                usage = payload["usage"]
+            choices = payload.get("choices") or []
+            choice = next((c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), None)
+            if choice is None:
+                continue
+            delta = choice.get("delta") or {}
+            # vLLM's transition releases send the same text under both names; take one, never both.
+            thinking = delta.get("reasoning_content") or delta.get("reasoning") or ""
+            content = delta.get("content") or ""
+            if thinking or content:
+                yield Delta(thinking=str(thinking), content=str(content))
+            if choice.get("finish_reason"):
+                finish_reason = str(choice["finish_reason"])
+        if not done and finish_reason is None:
+            raise LLMResponseError(
+                f"The server at {self.where} ended the reply before finishing it. "
+                "Look at the server's log; it may have run out of memory or been stopped."
+            )
+        yield Usage(
+            _int_or_none(usage.get("prompt_tokens")),
+            _int_or_none(usage.get("completion_tokens")),
+            "length" if finish_reason == "length" else "stop",
+        )
+
+    def _http_error(self, status: int, text: str, url: str) -> LLMError:
+        """One HTTP error status, with the server's own words, translated to the error that says what to do."""
+        payload = _json_or_none(text)
+        message = _error_message(payload) or _clip(text.strip()) or httpx.codes.get_reason_phrase(status)
+        message = message.rstrip(". ")
+        if _is_model_missing(status, payload, message):
+            return self._missing(self._served_models(), message)
+        if status in (401, 403):
+            return LLMResponseError(
+                f"The server at {self.where} refused the request ({status}): {message}. "
+                "Set ARCHIVIST_OPENAI_API_KEY to the key it expects."
+            )
+        if status == 404:
+            return LLMResponseError(
+                f"The server at {self.where} has no {url} ({status}: {message}). "
+                "ARCHIVIST_OPENAI_BASE_URL must be the API's base, up to and including /v1 "
+                "(e.g. http://127.0.0.1:8000/v1)."
+            )
+        hint = ""
+        if "context" in message.lower():
+            hint = (
+                " The prompt does not fit the server's context window: start the server with a larger one "
+                "(llama.cpp: --ctx-size; vLLM: --max-model-len), or set ARCHIVIST_NUM_CTX to at most its size."
+            )
+        return LLMResponseError(f"The server at {self.where} answered {status}: {message}.{hint}")
+
+    def _stream_error(self, payload: dict[str, Any]) -> LLMError:
+        message = _error_message(payload) or _clip(json.dumps(payload))
+        return LLMResponseError(f"The server at {self.where} failed while answering: {message}")
+
+    def _served_models(self) -> list[str]:
+        """What the server says it serves, to name in an error; empty if it will not say."""
+        try:
+            response = self._client.get(f"{self.base_url}/models")
+        except httpx.HTTPError:
+            return []
+        return [] if response.is_error else _model_ids(_json_or_none(response.text))
+
+    def _unavailable(self) -> LLMUnavailable:
+        return LLMUnavailable(
+            f"No OpenAI-compatible server is reachable at {self.where}. Start one there (for example "
+            f"`vllm serve {self.model}`, LM Studio's local server, or llama.cpp's `llama-server -m model.gguf`), "
+            "or set ARCHIVIST_OPENAI_BASE_URL to where it runs, up to and including /v1 "
+            "(ARCHIVIST_LLM=ollama goes back to Ollama)."
+        )
+
+    def _missing(self, served: list[str], detail: str = "") -> ModelMissing:
+        said = f" ({detail})" if detail else ""
+        if served:
+            listed = ", ".join(served[:20]) + (", …" if len(served) > 20 else "")
+            fix = f"It serves: {listed}. Set ARCHIVIST_MODEL to one of them, or start the server with {self.model}."
+        else:
+            fix = f"Start the server with {self.model}, or set ARCHIVIST_MODEL to the name the server uses."
+        return ModelMissing(f"The server at {self.where} does not serve the model {self.model}{said}. {fix}")
+
+    def _timeout(self) -> LLMTimeout:
+        return LLMTimeout(
+            f"The server at {self.where} did not answer within {self.settings.llm_timeout_s:.0f} s. "
+            "It may still be loading the model, or be busy: try again, or raise ARCHIVIST_LLM_TIMEOUT_S."
+        )
+
+    def _broken(self, error: httpx.HTTPError) -> LLMResponseError:
+        reason = str(error) or type(error).__name__
+        return LLMResponseError(f"The connection to the server at {self.where} failed: {reason}")
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _error_message(payload: Any) -> str:
+    """The human part of an error body in any of the shapes servers use:
+    `{"error": {"message": …}}` (OpenAI, llama.cpp, vLLM), `{"error": "…"}` (Ollama),
+    `{"object": "error", "message": …}` (older vLLM), `{"detail": …}` (FastAPI)."""
+    if not isinstance(payload, dict):
+        return ""
+    error = payload.get("error")
+    if isinstance(error, dict):
+        return _clip(str(error.get("message") or error.get("type") or json.dumps(error)))
+    if isinstance(error, str):
+        return _clip(error)
+    for key in ("message", "detail"):
+        if payload.get(key):
+            return _clip(str(payload[key]))
+    return ""
+
+
+def _is_model_missing(status: int, payload: Any, message: str) -> bool:
+    error = payload.get("error") if isinstance(payload, dict) else None
+    code = str(error.get("code") or "") if isinstance(error, dict) else ""
+    if code == "model_not_found":
+        return True
+    text = message.lower()
+    return status in (400, 404) and "model" in text and ("not found" in text or "does not exist" in text)
+
+
+def _model_ids(payload: Any) -> list[str]:
+    data = payload.get("data") if isinstance(payload, dict) else None
+    return [str(item["id"]) for item in data or [] if isinstance(item, dict) and item.get("id")]
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_QUOTED else text[:_MAX_QUOTED] + "…"
