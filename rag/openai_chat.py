@@ -201,7 +201,7 @@ class OpenAIChat(ChatModel):
 
     def _timeout(self) -> LLMTimeout:
         return LLMTimeout(
-            f"The server at {self.where} did not answer within {self.settings.llm_timeout_s:.0f} s. "
+            f"The server at {self.where} did not answer within {self.settings.llm_timeout_s:g} s. "
             "It may still be loading the model, or be busy: try again, or raise ARCHIVIST_LLM_TIMEOUT_S."
         )
 
