@@ -1,47 +1,93 @@
-"""Answering a question: retrieve, build the grounded prompt, stream the model, resolve citations."""
+"""Answering a question: make the query standalone, retrieve, decide whether anything is relevant, build the
+grounded prompt, stream the model, then check the answer sentence by sentence.
+
+`ask` is a generator of events, so a face can show the passages before the model starts and the answer as it
+streams; the last event, `Finished`, carries the whole `Answer`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
-from rag.citations import Citation, resolve_citations
+from rag.citations import Citation
+from rag.errors import LLMError
+from rag.followup import accept_rewrite, joined_query, needs_context, rewrite_messages
+from rag.grounding import AnswerSentence, citations_for, ground_sentences
 from rag.index import Index
 from rag.llm import ChatModel, Delta, Usage
-from rag.prompt import NOT_IN_DOCUMENTS, build_prompt
-from rag.retrieve import Hit, search
+from rag.prompt import NOT_IN_DOCUMENTS, Exchange, build_prompt
+from rag.retrieve import Filters, Hit, search
 from rag.settings import Effort, Settings
+from rag.support import SupportScorer
+
+logger = logging.getLogger(__name__)
+
+# Ollama cuts a prompt longer than num_ctx down to exactly num_ctx tokens (logging "truncating input
+# prompt"); a prompt_eval_count this close to num_ctx means it happened. Our packing keeps real prompts far
+# below: num_ctx minus the reply's room minus a margin, by an estimate that errs high.
+TRUNCATION_SLACK_TOKENS = 16
 
 
 @dataclass
 class Answer:
     question: str
+    query: str = ""  # what was searched: the question, made standalone for a follow-up
     answer: str = ""
     reasoning: str = ""
     citations: list[Citation] = field(default_factory=list)
+    sentences: list[AnswerSentence] = field(default_factory=list)
     passages: list[Hit] = field(default_factory=list)
+    found_relevant: bool = True  # False: nothing relevant was found, and the LLM was not asked
     prompt_tokens: int | None = None
+    estimated_prompt_tokens: int | None = None
     completion_tokens: int | None = None
     done_reason: str | None = None
+    truncated: bool = False  # the server cut the prompt to fit its context window
+    notices: list[str] = field(default_factory=list)  # what the person should know about this answer
+
+    @property
+    def unsupported(self) -> list[str]:
+        return [sentence.text for sentence in self.sentences if sentence.status == "unsupported"]
+
+    @property
+    def uncited(self) -> list[str]:
+        return [sentence.text for sentence in self.sentences if sentence.status == "uncited"]
 
     def to_json(self) -> dict[str, object]:
         return {
             "question": self.question,
+            "query": self.query,
             "answer": self.answer,
             "reasoning": self.reasoning,
+            "found_relevant": self.found_relevant,
             "citations": [citation.to_json() for citation in self.citations],
+            "sentences": [sentence.to_json() for sentence in self.sentences],
+            "unsupported": self.unsupported,
+            "uncited": self.uncited,
             "passages": [hit.to_json() for hit in self.passages],
             "usage": {
                 "prompt_tokens": self.prompt_tokens,
+                "estimated_prompt_tokens": self.estimated_prompt_tokens,
                 "completion_tokens": self.completion_tokens,
+                "truncated": self.truncated,
                 "done_reason": self.done_reason,
             },
+            "notices": self.notices,
         }
+
+
+@dataclass(frozen=True)
+class Searching:
+    query: str  # what is searched for (a follow-up made standalone)
 
 
 @dataclass(frozen=True)
 class PassagesFound:
     passages: list[Hit]
+    relevant: bool = True
 
 
 @dataclass(frozen=True)
@@ -59,26 +105,72 @@ class Finished:
     answer: Answer
 
 
-AnswerEvent = PassagesFound | ReasoningDelta | AnswerDelta | Finished
+AnswerEvent = Searching | PassagesFound | ReasoningDelta | AnswerDelta | Finished
+
+
+def is_relevant(hits: Sequence[Hit], threshold: float) -> bool:
+    """Whether any passage is close enough in meaning to the question to ground an answer (the threshold,
+    `Settings.min_relevance`, is tuned on SciFact train by bench/relevance_threshold.py)."""
+    if threshold <= 0:
+        return bool(hits)
+    return any(hit.similarity is not None and hit.similarity >= threshold for hit in hits)
+
+
+def standalone_query(question: str, history: Sequence[Exchange], chat: ChatModel | None) -> str:
+    """The search query for `question`: itself, or for a follow-up a standalone rewrite (by the LLM when
+    there is one, else the earlier question joined to it)."""
+    if not needs_context(question, history):
+        return question.strip()
+    if chat is not None:
+        try:
+            rewrite = chat.complete(rewrite_messages(question, history), "low")
+        except LLMError as error:
+            logger.info("follow-up rewrite failed (%s); joining the questions instead", error)
+        else:
+            accepted = accept_rewrite(rewrite, question, history)
+            if accepted is not None:
+                return accepted
+    return joined_query(question, history)
 
 
 def ask(
-    question: str, index: Index, chat: ChatModel, settings: Settings, effort: Effort | None = None
+    question: str,
+    index: Index,
+    chat: ChatModel,
+    settings: Settings,
+    effort: Effort | None = None,
+    history: Sequence[Exchange] = (),
+    filters: Filters | None = None,
+    today: date | None = None,
 ) -> Iterator[AnswerEvent]:
     """Stream the answer. Passages come first, so a face can still show them if the LLM then fails."""
-    hits = search(index, question, settings.sources)
-    prompt = build_prompt(question, hits, settings.num_ctx, reserve_tokens=settings.num_predict)
-    yield PassagesFound(prompt.passages)
-    answer = Answer(question=question, passages=prompt.passages)
-    if not prompt.passages:
-        # Nothing to ground an answer on: say so without asking the model to improvise.
+    effort = effort or settings.effort
+    query = standalone_query(question, history, chat)
+    yield Searching(query)
+    hits = search(index, query, settings.sources, filters=filters)
+    answer = Answer(question=question, query=query)
+    if not is_relevant(hits, settings.min_relevance):
+        # Nothing to ground an answer on: say so, show the nearest passages, and do not ask the model.
+        answer.found_relevant = False
+        answer.passages = hits
         answer.answer = NOT_IN_DOCUMENTS
+        yield PassagesFound(hits, relevant=False)
         yield AnswerDelta(NOT_IN_DOCUMENTS)
         yield Finished(answer)
         return
+    prompt = build_prompt(question, hits, settings.num_ctx, settings.num_predict, history, effort,
+                          today or date.today())
+    answer.passages = prompt.passages
+    answer.estimated_prompt_tokens = prompt.estimated_tokens
+    if len(prompt.passages) < len(hits):
+        answer.notices.append(
+            f"{len(hits) - len(prompt.passages)} of {len(hits)} passages did not fit the context window "
+            f"(ARCHIVIST_NUM_CTX={settings.num_ctx:,}) and were left out."
+        )
+    yield PassagesFound(prompt.passages)
     reasoning: list[str] = []
     content: list[str] = []
-    for event in chat.stream(prompt.messages, effort or settings.effort):
+    for event in chat.stream(prompt.messages, effort):
         if isinstance(event, Delta):
             if event.thinking:
                 reasoning.append(event.thinking)
@@ -92,5 +184,31 @@ def ask(
             answer.done_reason = event.done_reason
     answer.reasoning = "".join(reasoning).strip()
     answer.answer = "".join(content).strip()
-    answer.citations = resolve_citations(answer.answer, prompt.passages)
+    _check_usage(answer, settings)
+    scorer = SupportScorer(index.embedder)
+    answer.sentences = ground_sentences(answer.answer, prompt.passages, scorer, ignore=(NOT_IN_DOCUMENTS,))
+    answer.citations = citations_for(answer.sentences, prompt.passages, scorer)
     yield Finished(answer)
+
+
+def _check_usage(answer: Answer, settings: Settings) -> None:
+    """Turn what the server reported about the prompt and the reply into notices: never a silent cut."""
+    if answer.prompt_tokens is not None:
+        if answer.prompt_tokens >= settings.num_ctx - TRUNCATION_SLACK_TOKENS:
+            answer.truncated = True
+            answer.notices.append(
+                f"The server cut the prompt to its context window ({answer.prompt_tokens:,} of "
+                f"ARCHIVIST_NUM_CTX={settings.num_ctx:,} tokens), so some sources were not read. Raise "
+                "ARCHIVIST_NUM_CTX, or lower ARCHIVIST_SOURCES."
+            )
+        elif answer.estimated_prompt_tokens is not None and answer.prompt_tokens > answer.estimated_prompt_tokens:
+            logger.warning("prompt took %d tokens, more than the estimate of %d", answer.prompt_tokens,
+                           answer.estimated_prompt_tokens)
+    if answer.done_reason == "length":
+        what = "before writing any answer" if not answer.answer else "before finishing the answer"
+        answer.notices.append(
+            f"The model ran out of tokens {what} (ARCHIVIST_NUM_PREDICT={settings.num_predict:,}). "
+            "Try a lower reasoning effort, or raise ARCHIVIST_NUM_PREDICT."
+        )
+    elif not answer.answer:
+        answer.notices.append("The model returned an empty answer. Try again, or a lower reasoning effort.")

@@ -3,6 +3,7 @@
     ArchivistError
     ├── ConfigError                 a setting is invalid
     ├── IndexLockedError            another process owns the index (names it and its pid)
+    ├── QuestionTooLong             the question alone does not fit the context window
     ├── DocumentError               one file could not be indexed; the run goes on
     │   ├── SkippedDocument         deliberately not indexed (unsupported type, too large)
     │   │   ├── UnsupportedFileType
@@ -36,6 +37,10 @@ class ConfigError(ArchivistError):
 
 class IndexLockedError(ArchivistError):
     """Another process is writing to the index in this data folder."""
+
+
+class QuestionTooLong(ArchivistError):
+    """The question (with the rules) leaves no room for sources in the context window."""
 
 
 class DocumentError(ArchivistError):

@@ -75,3 +75,18 @@ def render_for_completion(conversation: Conversation) -> str:
         else:
             parts.append(_message(f"assistant<|channel|>{turn.channel or 'final'}", turn.content))
     return "".join(parts) + "<|start|>assistant"
+
+
+def chat_messages(conversation: Conversation) -> list[dict[str, str]]:
+    """The conversation as chat-API messages, for Ollama's /api/chat and OpenAI-compatible servers.
+
+    Ollama renders harmony itself: it joins every `system` message into the developer part's
+    `# Instructions` and silently drops `developer` messages, so the instructions travel as `system`. The
+    system part (effort, date) is the server's to write: the effort goes as `think`/`reasoning_effort`.
+    Earlier reasoning is not sent (harmony drops it once a turn is answered)."""
+    messages = [{"role": "system", "content": conversation.instructions}]
+    for turn in conversation.without_old_reasoning().turns:
+        if turn.role == "assistant" and turn.channel != "final":
+            continue
+        messages.append({"role": turn.role, "content": turn.content})
+    return messages

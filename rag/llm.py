@@ -51,6 +51,10 @@ class ChatModel(ABC):
     def check(self) -> None:  # noqa: B027 (optional: a fake has nothing to check)
         """Raise the LLMError a request would raise (server down, model missing), cheaply and early."""
 
+    def complete(self, messages: Sequence[Message], effort: Effort) -> str:
+        """The whole answer text of one reply (its reasoning discarded), for short helper requests."""
+        return "".join(event.content for event in self.stream(messages, effort) if isinstance(event, Delta)).strip()
+
 
 class OllamaChat(ChatModel):
     """gpt-oss through Ollama's /api/chat, with the official client."""
@@ -138,6 +142,7 @@ class ScriptedReply:
     content: str = ""
     done_reason: str = "stop"
     error: LLMError | None = None  # raised after the reply's pieces
+    prompt_tokens: int | None = None  # what the server reports having read
 
 
 @dataclass
@@ -161,4 +166,4 @@ class ScriptedChat(ChatModel):
             yield Delta(content=word + " ")
         if reply.error is not None:
             raise reply.error
-        yield Usage(None, None, reply.done_reason)
+        yield Usage(reply.prompt_tokens, None, reply.done_reason)

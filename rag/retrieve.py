@@ -41,6 +41,9 @@ class Hit:
     chunk_id: str
     text: str
     headings: tuple[str, ...] = ()
+    # Cosine similarity of the query and this chunk when the dense arm ranked it (None otherwise). Unlike
+    # the fused score it means the same in every search, so "is anything relevant?" can be asked of it.
+    similarity: float | None = None
 
     @property
     def pages_label(self) -> str:
@@ -222,15 +225,22 @@ def search(
         dense = [dense_ranking(index, vector, depth, scope) for scope in scopes]
     rankings = [[*([dense[i]] if dense else []), *([lexical[i].result()] if lexical else [])]
                 for i in range(len(scopes))]
+    similarity = {chunk_id: score for ranking in dense for chunk_id, score in ranking}
     if not named:
-        return _fused_hits(index, rankings[0], k, mode, tuning)
-    first = _fused_hits(index, rankings[1], k, mode, replace(tuning, per_document=max(tuning.per_document, k)))
+        return _fused_hits(index, rankings[0], k, mode, tuning, similarity)
+    first = _fused_hits(
+        index, rankings[1], k, mode, replace(tuning, per_document=max(tuning.per_document, k)), similarity
+    )
     seen = {hit.chunk_id for hit in first}
-    rest = [hit for hit in _fused_hits(index, rankings[0], k + len(first), mode, tuning) if hit.chunk_id not in seen]
+    rest = [hit for hit in _fused_hits(index, rankings[0], k + len(first), mode, tuning, similarity)
+            if hit.chunk_id not in seen]
     return [replace(hit, rank=rank) for rank, hit in enumerate([*first, *rest][:k], start=1)]
 
 
-def _fused_hits(index: Index, rankings: list[Ranking], k: int, mode: Mode, tuning: RetrievalSettings) -> list[Hit]:
+def _fused_hits(
+    index: Index, rankings: list[Ranking], k: int, mode: Mode, tuning: RetrievalSettings,
+    similarity: dict[str, float],
+) -> list[Hit]:
     """Fuse the arms' rankings, cap chunks per document, and read the best k back from the catalog."""
     if mode == "hybrid" and tuning.fusion == "convex":
         fused = convex_combination(rankings, [tuning.dense_weight, tuning.lexical_weight])
@@ -253,7 +263,8 @@ def _fused_hits(index: Index, rankings: list[Ranking], k: int, mode: Mode, tunin
         row = rows[chunk_id]
         hits.append(
             Hit(rank=len(hits) + 1, score=round(score, 6), path=row.path, page_start=row.page_start,
-                page_end=row.page_end, chunk_id=row.id, text=row.text, headings=row.headings)
+                page_end=row.page_end, chunk_id=row.id, text=row.text, headings=row.headings,
+                similarity=round(similarity[chunk_id], 6) if chunk_id in similarity else None)
         )
     return hits
 

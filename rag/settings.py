@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     # Retrieval
     sources: int = Field(6, ge=1, le=50, description="Passages given to the LLM per question.")
     search_k: int = Field(10, ge=1, le=1000, description="Hits `archivist search` shows by default.")
+    min_relevance: float = Field(
+        0.41, ge=-1.0, le=1.0,
+        description="When no passage found reaches this cosine similarity to the question, `ask` replies "
+        "\"not in your documents\" with the nearest passages and does not call the LLM (0 or less: always "
+        "ask). Tuned on SciFact train. ARCHIVIST_MIN_RELEVANCE.",
+    )
     # Ingest
     chunk_tokens: int = Field(200, ge=32, le=256, description="Chunk size in embedding-model tokens.")
     chunk_overlap_tokens: int = Field(32, ge=0, le=128, description="Tokens repeated between chunks.")

@@ -26,12 +26,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "gpt-oss:20b"
 OLLAMA_VERSION = "0.12.6"
 CONTEXT_LENGTH = 131072
+DEFAULT_NUM_CTX = 8192  # what Ollama uses for gpt-oss when a request does not say
 NO_SOURCE_ANSWER = "I could not find the answer in your documents."  # same as rag.prompt.NOT_IN_DOCUMENTS
 
 # Go's net/http answers unknown routes with exactly this body.
 _NOT_FOUND_TEXT = "404 page not found"
 # A source block starts with "[n]" at the start of a line and runs to the next one or a blank line.
 _SOURCE_RE = re.compile(r"^\[(\d+)\][ \t]*(.*?)(?=\n\s*\n|\n\[\d+\]|\Z)", re.MULTILINE | re.DOTALL)
+_QUOTED_SOURCE_RE = re.compile(r"^\[(\d+)\][^\n]*\n<source>\n(.*?)\n</source>", re.MULTILINE | re.DOTALL)
 _SENTENCE_RE = re.compile(r".+?[.!?](?=\s|$)")
 
 
@@ -77,16 +79,25 @@ def default_responder(request: dict[str, Any]) -> ScriptedReply:
     """Answer like a well-behaved gpt-oss: quote the first sentence of the first source, cite it."""
     messages = request.get("messages") or []
     user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
+    system = next((m.get("content") or "" for m in messages if m.get("role") == "system"), "")
+    if system.startswith("Rewrite the user's last question"):
+        # Archivist's follow-up rewrite: put the earlier question's words in front of the new one.
+        earlier = [m.get("content") or "" for m in messages if m.get("role") == "user"][:-1]
+        latest = user.split("stands alone:", 1)[-1].strip()
+        rewrite = f"{earlier[-1].rstrip('?')}: {latest}" if earlier else latest
+        return ScriptedReply(thinking="The user wants a standalone question.", content=rewrite)
     question = user.rsplit("Question:", 1)[-1].strip() if "Question:" in user else user.strip()
     question = " ".join(question.split())[:120]
-    source = _SOURCE_RE.search(user)
+    quoted = _QUOTED_SOURCE_RE.search(user)
+    source = quoted or _SOURCE_RE.search(user)
     if source is None:
         return ScriptedReply(thinking=f"The user asks {question!r}; no source answers it.",
                              content=NO_SOURCE_ANSWER)
-    # Archivist writes "[n] file, pages" on the marker line and the passage below it; a one-line block
-    # (as in the harmony doc's example) is the passage itself.
-    lines = source.group(2).strip().splitlines()
-    number, block = source.group(1), " ".join(" ".join(lines[1:] or lines).split())
+    if quoted is not None:  # Archivist's form: "[n] file, pages", then the passage between <source> tags
+        number, block = quoted.group(1), " ".join(quoted.group(2).split())
+    else:  # a one-line block, as in the harmony doc's example, is the passage itself
+        lines = source.group(2).strip().splitlines()
+        number, block = source.group(1), " ".join(" ".join(lines[1:] or lines).split())
     sentence = _SENTENCE_RE.match(block)
     first = sentence.group(0) if sentence else block
     return ScriptedReply(thinking=f"The user asks {question!r}; source [{number}] answers it.",
@@ -333,6 +344,8 @@ def _final(model: str, reply: ScriptedReply, body: dict[str, Any]) -> dict[str, 
     prompt_tokens = reply.prompt_eval_count
     if prompt_tokens is None:  # about four characters a token
         prompt_tokens = sum(len(m.get("content") or "") for m in body.get("messages") or []) // 4
+        # Ollama cuts a longer prompt to num_ctx tokens (logging "truncating input prompt") and goes on.
+        prompt_tokens = min(prompt_tokens, int((body.get("options") or {}).get("num_ctx") or DEFAULT_NUM_CTX))
     eval_count = len(split_tokens(reply.thinking)) + len(split_tokens(reply.content))
     stats = {"load_duration": 50_000_000, "prompt_eval_count": prompt_tokens,
              "prompt_eval_duration": prompt_tokens * 100_000, "eval_count": eval_count,

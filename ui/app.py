@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path, PurePath
@@ -20,6 +21,7 @@ from streamlit.delta_generator import DeltaGenerator
 from rag import offline  # noqa: F401  (before anything imports chromadb or sentence_transformers)
 from rag.answer import Answer, AnswerDelta, Finished, PassagesFound, ReasoningDelta
 from rag.errors import ArchivistError, LLMError
+from rag.prompt import Exchange
 from rag.retrieve import Hit
 from rag.settings import Effort
 from ui.service import ArchivistService, current_service, open_service
@@ -204,8 +206,11 @@ def show_turn(turn: Turn, key: str) -> None:
         show_outcome(turn, key, st.empty())
 
 
-def answer_live(service: ArchivistService, question: str, effort: Effort, sources: int, key: str) -> Turn:
-    """Ask, streaming reasoning and answer onto the page as they arrive."""
+def answer_live(
+    service: ArchivistService, question: str, effort: Effort, sources: int, key: str,
+    earlier: Sequence[Exchange] = (),
+) -> Turn:
+    """Ask, streaming reasoning and answer onto the page as they arrive; `earlier` makes follow-ups work."""
     turn = Turn(question)
     with st.chat_message("user"):
         st.markdown(plain(question))
@@ -216,7 +221,7 @@ def answer_live(service: ArchivistService, question: str, effort: Effort, source
         found = False
         answer_text = ""
         try:
-            for event in service.ask(question, effort, sources):
+            for event in service.ask(question, effort, sources, history=earlier):
                 if isinstance(event, PassagesFound):
                     turn.hits, found = event.passages, True
                 elif isinstance(event, ReasoningDelta):
@@ -276,7 +281,9 @@ def main() -> None:
         show_turn(turn, f"turn-{number}")
     question = st.chat_input("Ask a question about your documents")
     if question and question.strip():
-        history.append(answer_live(service, question.strip(), effort, sources, f"turn-{len(history)}"))
+        earlier = [Exchange(turn.question, turn.answer.answer) for turn in history
+                   if turn.answer is not None and turn.answer.found_relevant]
+        history.append(answer_live(service, question.strip(), effort, sources, f"turn-{len(history)}", earlier))
 
 
 if __name__ == "__main__":  # how Streamlit runs the script; importing it (tests) draws nothing

@@ -25,6 +25,7 @@ from rag.errors import ArchivistError, IndexLockedError
 from rag.index import Index
 from rag.llm import ChatModel
 from rag.lock import WriterLock
+from rag.prompt import Exchange
 from rag.retrieve import Hit, search
 from rag.settings import Effort, Settings, load_settings
 
@@ -147,12 +148,16 @@ class ArchivistService:
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         return search(self.index, query, k or self.settings.sources)
 
-    def ask(self, question: str, effort: Effort | None = None, sources: int | None = None) -> Iterator[AnswerEvent]:
-        """The answer as a stream of events (passages first); LLM failures raise LLMError mid-stream."""
+    def ask(
+        self, question: str, effort: Effort | None = None, sources: int | None = None,
+        history: Sequence[Exchange] = (),
+    ) -> Iterator[AnswerEvent]:
+        """The answer as a stream of events (passages first); LLM failures raise LLMError mid-stream.
+        `history`: the earlier questions and answers of this conversation, oldest first."""
         settings = self.settings
         if sources is not None and sources != settings.sources:
             settings = settings.model_copy(update={"sources": sources})
-        return ask(question, self.index, self.chat, settings, effort)
+        return ask(question, self.index, self.chat, settings, effort, history=history)
 
     def _on_file(self, result: FileResult) -> None:
         if result.outcome in (Outcome.FAILED, Outcome.SKIPPED):

@@ -112,7 +112,18 @@ def test_ask_streams_a_cited_answer_from_ollama(indexed: tuple[Path, dict[str, o
     [citation] = answer["citations"]
     assert Path(citation["path"]).name == "notes.md" and citation["page_start"] == 1
     assert citation["quote"] == FACT
-    assert set(citation) == {"n", "path", "page_start", "page_end", "chunk_id", "quote"}
+    assert set(citation) == {"n", "path", "page_start", "page_end", "chunk_id", "quote", "quote_start", "quote_end"}
+    # Checked sentence by sentence: the one sentence cites [1], and [1]'s passage supports it.
+    [sentence] = answer["sentences"]
+    assert sentence["text"] == "It runs at 42 kelvin [1]." and sentence["cited"] == [1]
+    assert sentence["status"] == "supported"
+    support = sentence["support"]
+    assert support["n"] == 1 and support["quote"] == FACT and support["chunk_id"] == citation["chunk_id"]
+    passage = answer["passages"][0]["text"]
+    assert passage[support["quote_start"]:support["quote_end"]] == FACT
+    assert answer["unsupported"] == [] and answer["uncited"] == []
+    assert answer["usage"]["truncated"] is False and answer["usage"]["prompt_tokens"] > 0
+    assert answer["usage"]["prompt_tokens"] <= answer["usage"]["estimated_prompt_tokens"]
     # What went over the wire: gpt-oss settings, rules as system, sources with keys at line starts.
     assert request["model"] == "gpt-oss:20b" and request["think"] == "low" and request["stream"] is True
     assert request["options"]["num_ctx"] == 16384

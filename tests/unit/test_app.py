@@ -40,7 +40,8 @@ def make_service(tmp_path: Path) -> Iterator[ServiceFactory]:
     def make(
         docs: dict[str, str] | None = None, chat: ScriptedChat | None = None, watch: bool = False
     ) -> ArchivistService:
-        settings = load_settings(data_dir=tmp_path / "data")
+        # Hashing vectors are not semantic: the "nothing relevant" gate would judge them by chance, so it is off.
+        settings = load_settings(data_dir=tmp_path / "data", min_relevance=0.0)
         index = Index(Catalog(settings.data_dir / "catalog.sqlite3"), InMemoryVectorStore(), HashingEmbedder())
         folder = tmp_path / "docs"
         folder.mkdir(exist_ok=True)
@@ -106,9 +107,12 @@ def test_question_is_answered_with_linked_citation_and_source(make_service: Serv
     # Another run (a control changed) redraws the conversation from the session's history.
     at.sidebar.radio[0].set_value("high").run()
     assert "[\\[1\\]](#turn-0-source-1)" in markdown_text(at)
+    chat.enqueue("When was the Zorblax reactor built?")  # the follow-up made standalone, at low effort
     chat.enqueue("Nothing else. [1]")
     at.chat_input[0].set_value("And the build year?").run()
-    assert chat.history[1][1] == "high"
+    assert chat.history[1][1] == "low" and chat.history[1][0][-1]["content"].endswith("And the build year?")
+    assert chat.history[2][1] == "high"
+    assert chat.history[2][0][1] == {"role": "user", "content": QUESTION}  # the conversation so far
     assert "#turn-1-source-1" in markdown_text(at)
 
 

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
-from rag.citations import best_quote, citation_numbers, resolve_citations, strip_citations, valid_numbers
+from rag.citations import citation_numbers, strip_citations, valid_numbers
+from rag.grounding import citations_for, ground_sentences
 from rag.retrieve import Hit
+from rag.support import SupportScorer
 
 
 def hit(n: int, text: str, path: str = "/docs/a.pdf", page: int = 1) -> Hit:
@@ -23,18 +25,17 @@ def test_citations_map_to_file_page_and_supporting_sentence() -> None:
         hit(2, "Chroma stores vectors. Its server uses port 8000.", "/d/chroma.pdf", 7),
     ]
     answer = "Chroma's server uses port 8000 [2]. Ollama listens on port 11434 [1]. Nonsense [9]."
-    citations = resolve_citations(answer, passages)
+    scorer = SupportScorer(None)
+    citations = citations_for(ground_sentences(answer, passages, scorer), passages, scorer)
     assert [(c.n, c.path, c.page_start, c.chunk_id) for c in citations] == [
         (2, "/d/chroma.pdf", 7, "c2"),
         (1, "/d/ollama.md", 1, "c1"),
     ]
     assert citations[0].quote == "Its server uses port 8000."
     assert citations[1].quote == "It listens on port 11434 by default."
-
-
-def test_best_quote_falls_back_to_the_first_sentence() -> None:
-    assert best_quote("unrelated words", "First one. Second one.") == "First one."
+    assert passages[0].text[citations[1].quote_start:citations[1].quote_end] == citations[1].quote
 
 
 def test_strip_citations() -> None:
     assert strip_citations("Port 11434 [1][2] 【3】") == "Port 11434"
+    assert strip_citations("Up 5% [1]. Down [2, 3].") == "Up 5%. Down."
