@@ -124,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
         _data_dir_option(sub)
         sub.add_argument("--mode", choices=["dense", "lexical", "hybrid"], default="hybrid")
         _json_option(sub)
+    grounding = benchmarks.add_parser(
+        "grounding", help="SciFact claims: is the quote picked from the cited abstract a gold rationale sentence?",
+        description="For each claim and each abstract supporting it, pick the supporting sentence as an answer's "
+        "citation would, and print how often it is a gold rationale sentence (quote accuracy @1 and @3).",
+    )
+    grounding.add_argument("folder", type=Path, metavar="DIR", help="SciFact (corpus.jsonl, SPLIT/claims.jsonl)")
+    grounding.add_argument("--split", choices=["train", "test"], default="test", help="which claims (default test)")
+    grounding.add_argument("--limit", type=int, metavar="N", help="only the first N claim-evidence pairs")
+    _data_dir_option(grounding)
+    _json_option(grounding)
 
     command("pause", "Pause indexing by the process that owns the index (it finishes the file in hand).")
     command("resume", "Resume paused indexing.")
@@ -312,6 +322,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    if args.benchmark == "grounding":
+        return cmd_eval_grounding(args, settings)
     from ingest.evaluate import eval_beir, eval_financebench
     from ui.progress import FileProgress
 
@@ -330,6 +342,28 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     else:
         for key, value in result.items():
             print(f"{key}: {value}")
+    return 0
+
+
+def cmd_eval_grounding(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.grounding_eval import evaluate_grounding
+    from rag.factory import make_embedder
+    from rag.support import SupportScorer
+    from ui.progress import FileProgress
+
+    def progress(total: int, description: str) -> FileProgress:
+        return FileProgress(total, description, unit="claim")
+
+    scorer = SupportScorer(make_embedder(settings))
+    result = evaluate_grounding(args.folder, args.split, scorer, limit=args.limit, progress=progress)
+    if args.json:
+        _print_json(result)
+        return 0
+    sets: Any = result["evidence_sets"]
+    print(f"SciFact {result['split']}: {result['claims']} claim-evidence pairs ({result['distinct_claims']} claims)")
+    print(f"  quote accuracy@1: {result['quote_accuracy@1']:.3f}")
+    print(f"  quote accuracy@3: {result['quote_accuracy@3']:.3f}")
+    print(f"  per evidence set ({sets['count']}): @1 {sets['quote_accuracy@1']:.3f}, @3 {sets['quote_accuracy@3']:.3f}")
     return 0
 
 
