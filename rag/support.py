@@ -155,8 +155,9 @@ def idf_weights(sentence_words: Sequence[set[str]]) -> dict[str, float]:
 
 def lexical_coverage(claim_terms: set[str], sentence_terms: set[str], idf: dict[str, float]) -> float:
     """The IDF-weighted share of the claim's terms that the sentence holds."""
-    total = sum(idf.get(term, idf[""]) for term in claim_terms)
-    shared = sum(idf.get(term, idf[""]) for term in claim_terms & sentence_terms)
+    # fsum: exact whatever the order, and sets iterate in an order that changes between runs
+    total = math.fsum(idf.get(term, idf[""]) for term in claim_terms)
+    shared = math.fsum(idf.get(term, idf[""]) for term in claim_terms & sentence_terms)
     return shared / total if total else 0.0
 
 
