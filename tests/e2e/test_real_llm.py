@@ -167,16 +167,17 @@ def test_the_answer_path_over_a_real_index(llama_server: LlamaServer, handbook_i
     assert "42" in answer.answer, answer.answer
     assert answer.prompt_tokens is not None and answer.prompt_tokens > 50
     assert any(FACT in passage.text for passage in answer.passages)
-    print(f"\nanswer: {answer.answer!r}; sentences: {getattr(answer, 'sentences', None)}")
-    if not hasattr(answer, "sentences"):
-        pytest.skip("Answer.sentences (per-sentence citation checking) is not in rag.answer yet; "
-                    "the fact and the usage were checked")
+    print(f"\nanswer: {answer.answer!r}; sentences: {answer.sentences}")
+    # The packing estimate errs high against a real tokenizer: SmolLM2's BPE (49k entries, so it needs more
+    # tokens than gpt-oss's 200k for the same text) read fewer tokens than were estimated for the prompt.
+    assert answer.estimated_prompt_tokens is not None and answer.prompt_tokens <= answer.estimated_prompt_tokens
+    assert not answer.truncated
     check_sentences(answer)
 
 
 def check_sentences(answer: Answer) -> None:
     """Every sentence either cites sources that exist, or is marked uncited with a located supporting quote."""
-    sentences = answer.sentences  # type: ignore[attr-defined]
+    sentences = answer.sentences
     assert sentences, answer.answer
     count = len(answer.passages)
     for sentence in sentences:
