@@ -363,7 +363,8 @@ def cmd_eval_grounding(args: argparse.Namespace, settings: Settings) -> int:
     print(f"SciFact {result['split']}: {result['claims']} claim-evidence pairs ({result['distinct_claims']} claims)")
     print(f"  quote accuracy@1: {result['quote_accuracy@1']:.3f}")
     print(f"  quote accuracy@3: {result['quote_accuracy@3']:.3f}")
-    print(f"  per evidence set ({sets['count']}): @1 {sets['quote_accuracy@1']:.3f}, @3 {sets['quote_accuracy@3']:.3f}")
+    print(f"  per evidence set ({sets['count']}): @1 {sets['quote_accuracy@1']:.3f} (best possible "
+          f"{sets['best_possible@1']:.3f}), @3 {sets['quote_accuracy@3']:.3f}")
     return 0
 
 
