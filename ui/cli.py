@@ -95,9 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     _filter_options(search)
     _json_option(search)
 
-    ask = command("ask", "Answer a question from your documents, with citations (needs Ollama).")
+    ask = command(
+        "ask", "Answer a question from your documents, with citations (needs Ollama, or the OpenAI-compatible "
+        "server named by ARCHIVIST_LLM=openai and ARCHIVIST_OPENAI_BASE_URL).",
+    )
     ask.add_argument("question", metavar="QUESTION")
     ask.add_argument("--effort", choices=["low", "medium", "high"], help="gpt-oss reasoning effort (default medium)")
+    _filter_options(ask)
     _json_option(ask)
 
     status = command("status", "Show what is indexed: documents by status, chunks, failures with reasons.")
@@ -231,7 +235,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.answer import AnswerDelta, Finished, ReasoningDelta, ask
+    from rag.answer import AnswerDelta, Finished, PassagesFound, ReasoningDelta, ask
     from rag.factory import make_chat, open_default_index
 
     chat = make_chat(settings)
@@ -240,8 +244,10 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     try:
         answer = None
         thinking_shown = False
-        for event in ask(args.question, index, chat, settings, args.effort):
-            if isinstance(event, ReasoningDelta) and not args.json and not thinking_shown:
+        for event in ask(args.question, index, chat, settings, args.effort, filters=_filters(args)):
+            if isinstance(event, PassagesFound) and not event.relevant and not args.json:
+                print("(nothing relevant found; the model was not asked)", file=sys.stderr, flush=True)
+            elif isinstance(event, ReasoningDelta) and not args.json and not thinking_shown:
                 print("(thinking…)", file=sys.stderr, flush=True)
                 thinking_shown = True
             elif isinstance(event, AnswerDelta) and not args.json:
@@ -255,6 +261,11 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         _print_json(answer.to_json())
         return 0
     print()
+    if not answer.found_relevant:
+        if answer.passages:
+            print("\nThe nearest passages:")
+        for hit in answer.passages:
+            print(f"  {hit.path} ({hit.pages_label}): {_shorten(hit.text, 160)}".replace("\n", " "))
     if answer.citations:
         print("\nSources:")
         for citation in answer.citations:
@@ -262,8 +273,14 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
                 f"–{citation.page_end}" if citation.page_end != citation.page_start else ""
             )
             print(f"  [{citation.n}] {citation.path} ({pages}): “{_shorten(citation.quote, 160)}”")
-    if answer.done_reason == "length":
-        print("\n(The answer was cut off: the model ran out of tokens. Try --effort low.)", file=sys.stderr)
+    for label, texts in (("Not supported by the source it cites", answer.unsupported),
+                         ("Without a citation", answer.uncited)):
+        if texts:
+            print(f"\n{label}:")
+            for text in texts:
+                print(f"  - {_shorten(text, 160)}")
+    for notice in answer.notices:
+        print(f"\n({notice})", file=sys.stderr)
     return 0
 
 
