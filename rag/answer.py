@@ -116,6 +116,12 @@ def is_relevant(hits: Sequence[Hit], threshold: float) -> bool:
     return any(hit.similarity is not None and hit.similarity >= threshold for hit in hits)
 
 
+def reply_room(settings: Settings) -> int:
+    """Tokens of the context window kept for the reply (reasoning and answer): num_predict, but never more
+    than half the window, so a small window set alone still holds a prompt."""
+    return min(settings.num_predict, settings.num_ctx // 2)
+
+
 def standalone_query(question: str, history: Sequence[Exchange], chat: ChatModel | None) -> str:
     """The search query for `question`: itself, or for a follow-up a standalone rewrite (by the LLM when
     there is one, else the earlier question joined to it)."""
@@ -158,7 +164,7 @@ def ask(
         yield AnswerDelta(NOT_IN_DOCUMENTS)
         yield Finished(answer)
         return
-    prompt = build_prompt(question, hits, settings.num_ctx, settings.num_predict, history, effort,
+    prompt = build_prompt(question, hits, settings.num_ctx, reply_room(settings), history, effort,
                           today or date.today())
     answer.passages = prompt.passages
     answer.estimated_prompt_tokens = prompt.estimated_tokens

@@ -133,6 +133,34 @@ def test_ask_streams_a_cited_answer_from_ollama(indexed: tuple[Path, dict[str, o
     assert user["content"].rstrip().endswith("Question: How cold does the Zorblax reactor run?")
 
 
+def test_ask_reports_a_prompt_the_server_cut_and_a_reply_cut_short(indexed: tuple[Path, dict[str, object]]) -> None:
+    data_dir, _ = indexed
+    with OllamaStandIn() as server:
+        # Ollama cuts an over-long prompt to num_ctx tokens and says so only in its log; the count tells.
+        server.enqueue(ScriptedReply(thinking="Long.", content="", done_reason="length", prompt_eval_count=4096))
+        result = archivist("ask", "How cold does the Zorblax reactor run?", data_dir=data_dir,
+                           env=subprocess_env(OLLAMA_HOST=server.url, ARCHIVIST_NUM_CTX="4096"))
+        request = server.chat_requests[-1]
+    assert result.returncode == 0, result.stderr
+    assert request["options"]["num_ctx"] == 4096
+    assert "The server cut the prompt to its context window (4,096 of ARCHIVIST_NUM_CTX=4,096 tokens)" in result.stderr
+    assert "ran out of tokens before writing any answer (ARCHIVIST_NUM_PREDICT=4,096)" in result.stderr
+
+
+def test_ask_about_something_not_in_the_documents_does_not_call_the_model(
+    indexed: tuple[Path, dict[str, object]],
+) -> None:
+    data_dir, _ = indexed
+    with OllamaStandIn() as server:
+        result = archivist("ask", "What is the capital city of Mongolia?", "--json", data_dir=data_dir,
+                           env=subprocess_env(OLLAMA_HOST=server.url))
+        assert server.chat_requests == []
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["answer"] == "I could not find the answer in your documents."
+    assert answer["found_relevant"] is False and answer["citations"] == [] and answer["passages"]
+
+
 def test_ask_without_ollama_says_exactly_what_to_do(indexed: tuple[Path, dict[str, object]]) -> None:
     data_dir, _ = indexed
     url = f"http://127.0.0.1:{free_port()}"
