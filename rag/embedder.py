@@ -96,6 +96,11 @@ class Embedder(ABC):
     def embed_query(self, text: str) -> Vectors:
         return np.asarray(self.embed_batch([text])[0], dtype=np.float32)
 
+    def embed_short(self, texts: Sequence[str]) -> Vectors:
+        """Embed many short texts (single words) where tiny differences do not matter; a backend may batch
+        them more freely than `embed` (see the int8 runner)."""
+        return self.embed(texts)
+
 
 def packaged_model_dir() -> Path:
     """Where pip put the all-MiniLM-L6-v2 files, found without importing the package."""
@@ -178,6 +183,14 @@ class SentenceTransformerEmbedder(Embedder):
     def count_tokens(self, text: str) -> int:
         return self._cached_count(text)
 
+    def embed_short(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        if not isinstance(self._runner, _OnnxRunner):
+            return self.embed(texts)
+        with self._lock:
+            return self._runner.encode(list(texts), group_same_length=True)
+
     def _count_uncached(self, text: str) -> int:
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
@@ -224,6 +237,9 @@ class _TorchRunner:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+SAME_LENGTH_BATCH = 64  # texts of one token count per model call
 
 
 class _OnnxRunner:
@@ -278,26 +294,40 @@ class _OnnxRunner:
         # Made on first use, so its threads start from (and share the priority of) the thread that embeds.
         self._pool: ThreadPoolExecutor | None = None
 
-    def encode(self, texts: list[str]) -> Vectors:
+    def encode(self, texts: list[str], group_same_length: bool = False) -> Vectors:
+        """Each text runs alone by default: the int8 model quantises activations with one scale per call,
+        so a text's vector would otherwise depend on what it was batched with. With `group_same_length`,
+        texts of exactly the same token count run together (nothing to pad, vectors within ~0.05 per
+        component of running alone): for many short texts, like single words, that would each pay a call."""
         # sentence-transformers strips each text before tokenising; so must we, to get the same tokens.
         encodings = self._tokenizer.encode_batch([text.strip() for text in texts])
+        by_length: dict[int, list[int]] = {}
+        for i, encoding in enumerate(encodings):
+            by_length.setdefault(len(encoding.ids) if group_same_length else -i - 1, []).append(i)
         # Longest first, so no core is left with a long text at the end while the others idle.
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids), reverse=True)
+        groups = [members[start : start + SAME_LENGTH_BATCH]
+                  for _, members in sorted(by_length.items(), key=lambda item: -len(encodings[item[1][0]].ids))
+                  for start in range(0, len(members), SAME_LENGTH_BATCH)]
         result = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        if self.workers == 1 or len(texts) == 1:
-            for i in order:
-                result[i] = self._run(encodings[i].ids)
+
+        def run(group: list[int]) -> Vectors:
+            return self._run([encodings[i].ids for i in group])
+
+        if self.workers == 1 or len(groups) == 1:
+            for group in groups:
+                result[group] = run(group)
             return result
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="archivist-embed")
-        for i, vector in zip(order, self._pool.map(lambda i: self._run(encodings[i].ids), order), strict=True):
-            result[i] = vector
+        for group, vectors in zip(groups, self._pool.map(run, groups), strict=True):
+            result[group] = vectors
         return result
 
-    def _run(self, ids: list[int]) -> Vectors:
-        tokens = np.asarray([ids], dtype=np.int64)
+    def _run(self, ids: list[list[int]]) -> Vectors:
+        """One model call over texts of the same token count."""
+        tokens = np.asarray(ids, dtype=np.int64)
         (vectors,) = self._session.run(None, {"input_ids": tokens, "attention_mask": np.ones_like(tokens)})
-        return np.asarray(vectors[0], dtype=np.float32)
+        return np.asarray(vectors, dtype=np.float32)
 
 
 def _check_mean_pooled(model_dir: Path) -> None:

@@ -161,6 +161,16 @@ def test_batches_from_two_threads_give_the_same_vectors(default_embedder: Senten
         assert np.allclose(vectors, alone, atol=1e-6)
 
 
+def test_a_texts_vector_does_not_depend_on_its_batch_but_short_texts_may_share_calls(
+    default_embedder: SentenceTransformerEmbedder,
+) -> None:
+    words = ["quince", "medlar", "frost", "kelvin", "reactor", "october", "garden", "port"]
+    alone = np.stack([default_embedder.embed_batch([word])[0] for word in words])
+    assert np.array_equal(default_embedder.embed_batch(words), alone)  # int8 activations: one scale a call
+    shared = default_embedder.embed_short(words)
+    assert np.all(np.sum(shared * alone, axis=1) > 0.99)
+
+
 def test_the_torch_backend_still_matches_fp32_exactly(reference: Any) -> None:
     embedder = SentenceTransformerEmbedder(backend="torch")
     assert embedder.name == "all-MiniLM-L6-v2"
