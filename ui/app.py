@@ -162,13 +162,42 @@ def show_sources(answer: Answer, key: str) -> None:
             )
             st.markdown(f"> “{plain(' '.join(citation.quote.split()))}”")
             with st.expander("Passage"):
-                st.markdown(plain(hit.text))
+                st.markdown(highlighted(hit.text, citation.quote_start, citation.quote_end))
             st.caption(plain(hit.path))
+
+
+def highlighted(text: str, start: int, end: int) -> str:
+    """The passage as markdown-safe text with text[start:end] (the supporting sentence) highlighted."""
+    if not 0 <= start < end <= len(text):
+        return plain(text)
+    return f"{plain(text[:start])}:orange-background[{plain(text[start:end])}]{plain(text[end:])}"
+
+
+def show_checks(answer: Answer) -> None:
+    """The sentences a reader should check: not supported by what they cite, or citing nothing."""
+    flagged = [sentence for sentence in answer.sentences if sentence.status != "supported"]
+    if not flagged:
+        return
+    with st.container(border=True):
+        for sentence in flagged:
+            label = ("Not supported by the source it cites" if sentence.status == "unsupported"
+                     else "No citation")
+            line = f":orange[:material/warning: **{label}:**] {plain(sentence.text)}"
+            if sentence.status == "uncited" and sentence.support is not None:
+                source = answer.passages[sentence.support.n - 1]
+                line += (f"  \n:gray[Closest source: \\[{sentence.support.n}\\] "
+                         f"{plain(PurePath(source.path).name)}, {source.pages_label} — "
+                         f"“{plain(' '.join(sentence.support.quote.split()))}”]")
+            st.markdown(line)
 
 
 def show_search_only(hits: list[Hit]) -> None:
     """The passages found for a question the model could not answer: the page as a search engine."""
     st.markdown("**Top passages for your question (search only)**")
+    show_passages(hits)
+
+
+def show_passages(hits: list[Hit]) -> None:
     if not hits:
         st.caption("No passages matched: is anything indexed yet?")
     for number, hit in enumerate(hits, start=1):
@@ -185,8 +214,14 @@ def show_outcome(turn: Turn, key: str, answer_slot: DeltaGenerator) -> None:
     if turn.answer is not None:
         numbers = {citation.n for citation in turn.answer.citations}
         answer_slot.markdown(link_citations(turn.answer.answer, key, numbers))
-        if turn.answer.done_reason == "length":
-            st.caption("The answer was cut off: the model ran out of tokens. Try a lower reasoning effort.")
+        for notice in turn.answer.notices:
+            st.caption(plain(notice))
+        if not turn.answer.found_relevant:
+            st.caption("Nothing in your documents came close to this question, so the model was not asked. "
+                       "The nearest passages:")
+            show_passages(turn.answer.passages)
+            return
+        show_checks(turn.answer)
         show_sources(turn.answer, key)
         return
     answer_slot.empty()

@@ -171,3 +171,36 @@ def test_link_citations_links_only_valid_numbers_and_keeps_dollars_literal() -> 
         r"Revenue was \$5 [\[1\]](#t-source-1)[3], up from \$4 [\[2\]](#t-source-2) "
         r"[\[1\]](#t-source-1)[\[2\]](#t-source-2)."
     )
+
+
+def test_uncited_sentences_are_flagged_with_the_closest_source_and_the_quote_is_highlighted(
+    make_service: ServiceFactory,
+) -> None:
+    chat = ScriptedChat()
+    chat.enqueue(f"{FACT} [1] It was built in 1999.")
+    make_service({"reactor.md": f"It is in the hills. {FACT} It was built in 1999.\n"}, chat)
+    at = run_page()
+
+    at.chat_input[0].set_value(QUESTION).run()
+
+    assert not at.exception and not at.error
+    page = markdown_text(at)
+    assert ":orange[:material/warning: **No citation:**] It was built in 1999." in page
+    assert "Closest source: \\[1\\] reactor.md, p. 1 — “It was built in 1999.”" in page
+    assert f"It is in the hills. :orange-background[{plain(FACT)}] It was built in 1999." in page
+
+
+def test_a_question_nothing_answers_shows_the_nearest_passages_without_asking(make_service: ServiceFactory) -> None:
+    chat = ScriptedChat()
+    service = make_service({"reactor.md": f"{FACT}\n"}, chat)
+    service.settings = service.settings.model_copy(update={"min_relevance": 0.999})
+    at = run_page()
+
+    at.chat_input[0].set_value("What is the capital of Mongolia?").run()
+
+    assert not at.exception and not at.error
+    assert chat.history == []
+    page = markdown_text(at)
+    assert "I could not find the answer in your documents." in page
+    assert any("the model was not asked" in caption.value for caption in at.caption)
+    assert plain(FACT) in page
