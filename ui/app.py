@@ -22,12 +22,13 @@ from rag import offline  # noqa: F401  (before anything imports chromadb or sent
 from rag.answer import Answer, AnswerDelta, Finished, PassagesFound, ReasoningDelta
 from rag.errors import ArchivistError, LLMError
 from rag.prompt import Exchange
-from rag.retrieve import Hit
+from rag.retrieve import Filters, Hit
 from rag.settings import Effort
 from ui.service import ArchivistService, current_service, open_service
 
 EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
 MAX_SOURCES = 20
+FILE_TYPES = {"pdf": "PDF", "docx": "Word", "markdown": "Markdown", "html": "HTML", "text": "Text"}
 STATUS_REFRESH = timedelta(seconds=2)  # another process or the watcher may change the index at any time
 HOW_TO_ADD = (
     "To index a folder, start Archivist with it: `archivist ui ~/Documents` "
@@ -123,8 +124,17 @@ def index_status(service: ArchivistService) -> None:
         st.rerun(scope="app")
 
 
-def sidebar(service: ArchivistService) -> tuple[Effort, int]:
-    """Index status, watched folders and the answer controls; returns the chosen effort and sources."""
+@dataclass(frozen=True)
+class Controls:
+    """What the sidebar's answer controls are set to."""
+
+    effort: Effort
+    sources: int
+    filters: Filters
+
+
+def sidebar(service: ArchivistService) -> Controls:
+    """Index status, watched folders and the answer controls."""
     settings = service.settings
     with st.sidebar:
         st.subheader("Index", anchor=False)
@@ -140,8 +150,15 @@ def sidebar(service: ArchivistService) -> tuple[Effort, int]:
         )
         sources = st.slider("Sources per answer", 1, MAX_SOURCES, min(settings.sources, MAX_SOURCES),
                             help="How many passages the model reads for each question.")
-        st.caption(f"Model `{settings.model}` at `{settings.ollama_host}`")
-    return effort, sources
+        folder = None
+        if len(service.roots) > 1:
+            choice = st.selectbox("Only in folder", ["All folders", *map(str, service.roots)])
+            folder = None if choice == "All folders" else choice
+        kinds = st.multiselect("Only these file types", list(FILE_TYPES), format_func=FILE_TYPES.__getitem__,
+                               placeholder="All file types")
+        where = settings.ollama_host if settings.llm == "ollama" else settings.openai_base_url
+        st.caption(f"Model `{settings.model}` at `{where}`")
+    return Controls(effort, sources, Filters(folder=folder, kinds=tuple(kinds)))
 
 
 # ----- one answer -----
@@ -242,8 +259,7 @@ def show_turn(turn: Turn, key: str) -> None:
 
 
 def answer_live(
-    service: ArchivistService, question: str, effort: Effort, sources: int, key: str,
-    earlier: Sequence[Exchange] = (),
+    service: ArchivistService, question: str, controls: Controls, key: str, earlier: Sequence[Exchange] = (),
 ) -> Turn:
     """Ask, streaming reasoning and answer onto the page as they arrive; `earlier` makes follow-ups work."""
     turn = Turn(question)
@@ -256,7 +272,8 @@ def answer_live(
         found = False
         answer_text = ""
         try:
-            for event in service.ask(question, effort, sources, history=earlier):
+            for event in service.ask(question, controls.effort, controls.sources, history=earlier,
+                                     filters=controls.filters):
                 if isinstance(event, PassagesFound):
                     turn.hits, found = event.passages, True
                 elif isinstance(event, ReasoningDelta):
@@ -274,7 +291,7 @@ def answer_live(
             turn.error, turn.search_only = str(error), True
             if not found:
                 try:
-                    turn.hits = service.search(question, sources)
+                    turn.hits = service.search(question, controls.sources)
                 except ArchivistError as search_error:
                     turn.error += f"\n\n{search_error}"
         except ArchivistError as error:
@@ -294,7 +311,7 @@ def main() -> None:
     except ArchivistError as error:
         st.error(str(error))
         st.stop()
-    effort, sources = sidebar(service)
+    controls = sidebar(service)
 
     status = service.status()
     if status.note:
@@ -318,7 +335,7 @@ def main() -> None:
     if question and question.strip():
         earlier = [Exchange(turn.question, turn.answer.answer) for turn in history
                    if turn.answer is not None and turn.answer.found_relevant]
-        history.append(answer_live(service, question.strip(), effort, sources, f"turn-{len(history)}", earlier))
+        history.append(answer_live(service, question.strip(), controls, f"turn-{len(history)}", earlier))
 
 
 if __name__ == "__main__":  # how Streamlit runs the script; importing it (tests) draws nothing

@@ -26,7 +26,7 @@ from rag.index import Index
 from rag.llm import ChatModel
 from rag.lock import WriterLock
 from rag.prompt import Exchange
-from rag.retrieve import Hit, search
+from rag.retrieve import Filters, Hit, search
 from rag.settings import Effort, Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -150,14 +150,14 @@ class ArchivistService:
 
     def ask(
         self, question: str, effort: Effort | None = None, sources: int | None = None,
-        history: Sequence[Exchange] = (),
+        history: Sequence[Exchange] = (), filters: Filters | None = None,
     ) -> Iterator[AnswerEvent]:
         """The answer as a stream of events (passages first); LLM failures raise LLMError mid-stream.
         `history`: the earlier questions and answers of this conversation, oldest first."""
         settings = self.settings
         if sources is not None and sources != settings.sources:
             settings = settings.model_copy(update={"sources": sources})
-        return ask(question, self.index, self.chat, settings, effort, history=history)
+        return ask(question, self.index, self.chat, settings, effort, history=history, filters=filters)
 
     def _on_file(self, result: FileResult) -> None:
         if result.outcome in (Outcome.FAILED, Outcome.SKIPPED):

@@ -204,3 +204,18 @@ def test_a_question_nothing_answers_shows_the_nearest_passages_without_asking(ma
     assert "I could not find the answer in your documents." in page
     assert any("the model was not asked" in caption.value for caption in at.caption)
     assert plain(FACT) in page
+
+
+def test_the_file_type_filter_limits_the_sources(make_service: ServiceFactory) -> None:
+    chat = ScriptedChat()
+    chat.enqueue("From the text file [1].")
+    make_service({"reactor.md": f"{FACT}\n", "reactor.txt": "The Zorblax reactor log says 42 kelvin too.\n"}, chat)
+    at = run_page()
+
+    at.sidebar.multiselect[0].set_value(["text"]).run()
+    at.chat_input[0].set_value(QUESTION).run()
+
+    assert not at.exception and not at.error
+    (messages, _effort), = chat.history
+    sources = messages[-1]["content"]
+    assert "reactor.txt" in sources and "reactor.md" not in sources
