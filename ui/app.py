@@ -231,6 +231,8 @@ def show_outcome(turn: Turn, key: str, answer_slot: DeltaGenerator) -> None:
     if turn.answer is not None:
         numbers = {citation.n for citation in turn.answer.citations}
         answer_slot.markdown(link_citations(turn.answer.answer, key, numbers))
+        if turn.answer.query and turn.answer.query != turn.question:
+            st.caption(f"Searched for: {plain(turn.answer.query)}")  # the follow-up, made standalone
         for notice in turn.answer.notices:
             st.caption(plain(notice))
         if not turn.answer.found_relevant:

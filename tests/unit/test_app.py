@@ -113,6 +113,7 @@ def test_question_is_answered_with_linked_citation_and_source(make_service: Serv
     assert chat.history[1][1] == "low" and chat.history[1][0][-1]["content"].endswith("And the build year?")
     assert chat.history[2][1] == "high"
     assert chat.history[2][0][1] == {"role": "user", "content": QUESTION}  # the conversation so far
+    assert any(caption.value == "Searched for: When was the Zorblax reactor built?" for caption in at.caption)
     assert "#turn-1-source-1" in markdown_text(at)
 
 
