@@ -4,6 +4,8 @@
     ├── ConfigError                 a setting is invalid
     ├── IndexLockedError            another process owns the index (names it and its pid)
     ├── QuestionTooLong             the question alone does not fit the context window
+    ├── OutsideLibrary              a path the page was asked to open lies outside the watched folders
+    ├── PageImageError              a PDF page could not be drawn (missing page, encrypted, damaged)
     ├── DocumentError               one file could not be indexed; the run goes on
     │   ├── SkippedDocument         deliberately not indexed (unsupported type, too large)
     │   │   ├── UnsupportedFileType
@@ -41,6 +43,14 @@ class IndexLockedError(ArchivistError):
 
 class QuestionTooLong(ArchivistError):
     """The question (with the rules) leaves no room for sources in the context window."""
+
+
+class OutsideLibrary(ArchivistError):
+    """A file the page was asked to show or offer lies outside every watched folder (or does not exist)."""
+
+
+class PageImageError(ArchivistError):
+    """One page of a PDF could not be drawn: no such page, an encrypted or a damaged file."""
 
 
 class DocumentError(ArchivistError):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.errors import ConfigError
@@ -123,6 +123,21 @@ class Settings(BaseSettings):
     )
     embedding_threads: int | None = Field(
         None, ge=1, description="Threads the embedding model may use; default: every core this process may use."
+    )
+
+    # The page (ui/guard.py)
+    allowed_hosts: str = Field(
+        "",
+        description="Comma-separated extra names the page answers to, as the browser writes them in the "
+        "address bar: `name` (any port) or `name:port`, e.g. `archivist.lan,192.168.1.5:8501`. Loopback "
+        "names (127.0.0.1, localhost, [::1]) on the page's port are always allowed; any other Host or "
+        "Origin is refused, which defeats DNS rebinding. Needed when binding to 0.0.0.0 (e.g. in docker) "
+        "and browsing by another name. ARCHIVIST_ALLOWED_HOSTS.",
+    )
+    access_token: SecretStr | None = Field(
+        None,
+        description="When set, the page asks for this token: open it once as `http://HOST:PORT/?token=...` "
+        "(then remembered in a cookie) or send `Authorization: Bearer ...`. ARCHIVIST_ACCESS_TOKEN.",
     )
 
     @field_validator("ollama_host")
