@@ -77,6 +77,36 @@ def test_question_is_answered_with_reasoning_and_cited_sources(
     assert_only_local(urls)
 
 
+def test_the_supporting_sentence_is_highlighted_and_a_follow_up_uses_the_conversation(
+    page: Page, app_url: str, standin: OllamaStandIn, artifacts: Path
+) -> None:
+    urls = record_requests(page)
+    open_when_indexed(page, app_url)
+    ask(page, QUESTION)
+    answer = page.get_by_test_id("stChatMessage").last
+    expect(answer.get_by_text("Sources")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+
+    answer.get_by_role("link", name="[1]").click()
+    answer.get_by_text("Passage").click()
+    # The passage shows the sentence that supports the answer on a highlight, the rest of it plainly.
+    highlight = answer.locator("span", has_text=FACT).filter(has_not_text="coolant").last
+    expect(highlight).to_be_in_viewport()
+    assert highlight.evaluate("element => getComputedStyle(element).backgroundColor") not in ("", "rgba(0, 0, 0, 0)")
+    page.screenshot(path=str(artifacts / "citation-opened.png"), full_page=True, animations="disabled")
+
+    asks_before = len(standin.chat_requests)
+    ask(page, "And what is its coolant?")
+    follow_up = page.get_by_test_id("stChatMessage").last
+    expect(follow_up.get_by_text("Searched for:", exact=False)).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(follow_up.get_by_text("Sources")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    rewrite, answer_request = standin.chat_requests[asks_before:]
+    assert rewrite["think"] == "low" and rewrite["messages"][-1]["content"].endswith("And what is its coolant?")
+    assert [m["role"] for m in answer_request["messages"]] == ["system", "user", "assistant", "user"]
+    assert answer_request["messages"][1]["content"] == QUESTION
+    page.screenshot(path=str(artifacts / "follow-up.png"), full_page=True, animations="disabled")
+    assert_only_local(urls)
+
+
 def test_ollama_down_shows_the_fix_and_the_passages(
     page: Page, app_url: str, standin: OllamaStandIn, artifacts: Path
 ) -> None:
