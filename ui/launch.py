@@ -1,4 +1,5 @@
-"""Starting the Streamlit page with Archivist's settings: loopback only, no telemetry, no Deploy button."""
+"""Starting the Streamlit page with Archivist's settings: loopback only, no telemetry, no Deploy button,
+and the guard of ui/guard.py (Host/Origin checks against DNS rebinding, optional access token)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,11 @@ STREAMLIT_FLAGS: dict[str, str] = {
 
 
 def streamlit_command(host: str, port: int, data_dir: Path, paths: Sequence[Path]) -> list[str]:
-    """The argv that serves ui/app.py; the app reads its own options after `--`."""
-    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host, "--server.port", str(port)]
+    """The argv that serves ui/app.py; the app reads its own options after `--`.
+
+    `ui.guard` is Streamlit's own command line with the Host/Origin/token guard installed first.
+    """
+    command = [sys.executable, "-m", "ui.guard", "run", str(APP), "--server.address", host, "--server.port", str(port)]
     for key, value in STREAMLIT_FLAGS.items():
         command += [f"--{key}", value]
     command += ["--", "--data-dir", str(data_dir)]
