@@ -36,7 +36,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def _cookie(header: str | None, name: str) -> str | None:
     for part in (header or "").split(";"):
         key, _, value = part.strip().partition("=")
         if key == name:
-            return value
+            return unquote(value)
     return None
 
 
@@ -221,7 +221,7 @@ class GuardMiddleware:
                             from_query),
         )
         if reason is not None:
-            logger.warning("page guard: %s %s refused: %s", scope["type"], scope.get("path"), reason)
+            logger.warning("page guard: %s %s: %s", scope["type"], scope.get("path"), reason)
             await _refuse(scope, send, reason)
             return
         if policy.token and from_query is not None and scope["type"] == "http" and scope.get("method") == "GET":
@@ -248,7 +248,8 @@ async def _remember_token(scope: Scope, send: Send, query: dict[str, str], token
     """Redirect to the same address without `?token=`, leaving the token in an HttpOnly cookie."""
     rest = {key: value for key, value in query.items() if key != TOKEN_PARAMETER}
     location = scope.get("root_path", "") + scope.get("path", "/") + (f"?{urlencode(rest)}" if rest else "")
-    cookie = f"{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+    # Quoted: a token may hold characters a cookie value cannot (`;`, `,`, spaces).
+    cookie = f"{TOKEN_COOKIE}={quote(token, safe='')}; Path=/; HttpOnly; SameSite=Strict"
     await send({"type": "http.response.start", "status": 303,
                 "headers": [(b"location", location.encode("latin-1")), (b"set-cookie", cookie.encode("latin-1")),
                             (b"cache-control", b"no-store"), (b"content-length", b"0")]})

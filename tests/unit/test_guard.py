@@ -163,6 +163,15 @@ def test_the_token_in_the_address_becomes_a_cookie() -> None:
     assert headers[b"set-cookie"] == f"{TOKEN_COOKIE}=s3cret; Path=/; HttpOnly; SameSite=Strict".encode()
 
 
+def test_a_token_with_cookie_unsafe_characters_survives_the_round_trip() -> None:
+    policy = GuardPolicy(LOOPBACK, token="a b;c,d%")
+    _, sent = run(policy, headers={"Host": "localhost:8501"}, query="token=a+b%3Bc%2Cd%25")
+    cookie = dict(sent[0]["headers"])[b"set-cookie"].decode().split(";")[0]
+    assert cookie == f"{TOKEN_COOKIE}=a%20b%3Bc%2Cd%25"
+    app, sent = run(policy, headers={"Host": "localhost:8501", "Cookie": cookie})
+    assert app.calls == ["/"]
+
+
 @pytest.mark.parametrize(
     "headers",
     [{"Cookie": f"theme=dark; {TOKEN_COOKIE}=s3cret"}, {"Authorization": "Bearer s3cret"}],
