@@ -1,10 +1,12 @@
 """The one settings object: every tunable value, its default, and where the environment is read.
 
-Precedence: explicit keyword arguments (command-line flags) > environment variables > defaults.
+Precedence: explicit keyword arguments (command-line flags) > environment variables > the settings saved
+from the Settings page (`settings.json` in the data folder, see rag/saved_settings.py) > defaults.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.errors import ConfigError
+from rag.saved_settings import SAVABLE_FIELDS, Source, read_saved, saved_settings_path, write_saved
 
 Effort = Literal["low", "medium", "high"]
 
@@ -156,13 +159,72 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build the settings from the environment, with command-line values (not None) taking precedence."""
+    """Build the settings: command-line values (not None) > environment > saved settings > defaults."""
+    return load_settings_with_sources(**overrides)[0]
+
+
+def setting_sources(**overrides: object) -> dict[str, Source]:
+    """For every field, where its value comes from: "flag", "environment", "saved" or "default"."""
+    return load_settings_with_sources(**overrides)[1]
+
+
+def load_settings_with_sources(**overrides: object) -> tuple[Settings, dict[str, Source]]:
+    """The settings (as `load_settings`) and, for every field, where its value came from."""
     given = {key: value for key, value in overrides.items() if value is not None}
+    # First without the saved file: the data folder, which holds that file, comes from flag, environment or
+    # default only. pydantic-settings counts a field read from the environment as set.
+    base = _build(given, "Invalid settings")
+    saved = read_saved(base.data_dir)
+    from_saved = {key: value for key, value in saved.items() if key not in base.model_fields_set}
+    settings = base
+    if from_saved:
+        # Passed as keyword arguments, which pydantic-settings ranks above the environment: hence only the
+        # fields neither a flag nor the environment set.
+        settings = _build(
+            {**from_saved, **given},
+            f"Invalid saved setting in {saved_settings_path(base.data_dir)} (change it on the Settings page, "
+            "or edit or delete the file)",
+        )
+    sources: dict[str, Source] = {}
+    for name in Settings.model_fields:
+        if name in given:
+            sources[name] = "flag"
+        elif name in from_saved:
+            sources[name] = "saved"
+        elif name in base.model_fields_set:
+            sources[name] = "environment"
+        else:
+            sources[name] = "default"
+    return settings, sources
+
+
+def save_settings(data_dir: Path, changes: Mapping[str, object]) -> dict[str, object]:
+    """Merge `changes` into the saved settings of `data_dir` and write them; a None value forgets a field
+    (back to its default). Values are validated first (ConfigError naming the field) and stored as validated
+    (e.g. OLLAMA_HOST normalised). Returns everything now saved. Flags and environment variables still win."""
+    unknown = sorted(set(changes) - set(SAVABLE_FIELDS))
+    if unknown:
+        raise ConfigError(
+            f"These settings cannot be saved: {', '.join(unknown)}; only {', '.join(SAVABLE_FIELDS)} can."
+        )
+    merged = dict(read_saved(data_dir))
+    for name, value in changes.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    validated = _build({**merged, "data_dir": data_dir}, "Invalid settings").model_dump(mode="json")
+    values = {name: validated[name] for name in SAVABLE_FIELDS if name in merged}
+    write_saved(data_dir, values)
+    return values
+
+
+def _build(values: Mapping[str, object], problem: str) -> Settings:
     try:
-        return Settings(**given)  # type: ignore[arg-type]
+        return Settings(**values)  # type: ignore[arg-type]
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc']) or 'settings'}: {item['msg']}"
             for item in error.errors()
         )
-        raise ConfigError(f"Invalid settings: {problems}") from None
+        raise ConfigError(f"{problem}: {problems}") from None

@@ -14,10 +14,25 @@ import atexit
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingest.control import IndexingControl, Progress
+from ingest.library import (
+    DocumentInfo,
+    FolderError,
+    FolderStore,
+    IndexCheck,
+    IndexRepair,
+    check_folder,
+    check_index,
+    check_on_disk,
+    clear_index,
+    document_table,
+    forget_folder,
+    repair_index,
+)
 from ingest.pipeline import FileResult, Ingester, Outcome, absolute
 from ingest.watch import Watcher
 from rag.answer import AnswerEvent, ask
@@ -27,7 +42,8 @@ from rag.llm import ChatModel
 from rag.lock import WriterLock
 from rag.prompt import Exchange
 from rag.retrieve import Filters, Hit, search
-from rag.settings import Effort, Settings, load_settings
+from rag.saved_settings import SAVABLE_FIELDS, Source
+from rag.settings import Effort, Settings, load_settings_with_sources, save_settings
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +63,38 @@ class ServiceStatus:
     roots: tuple[Path, ...]
     note: str | None = None  # e.g. why this process only reads the index
     errors: tuple[str, ...] = field(default_factory=tuple)
+    paused: bool = False  # indexing is paused (by the page or `archivist pause`)
 
     @property
     def documents(self) -> int:
         return self.indexed + self.failed + self.skipped
 
 
+@dataclass(frozen=True)
+class WatchedFolder:
+    """One row of the Library page's folder list."""
+
+    path: Path
+    present: bool  # False: gone (an unplugged drive?); its documents stay until it is removed
+    documents: int
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """One row of the Settings page: a savable setting, its value now, and where that value came from."""
+
+    name: str
+    value: object
+    source: Source  # flag | environment | saved | default; flags and environment beat saved values
+    description: str
+    secret: bool = False  # show masked (an API key, passwords)
+
+
 class ArchivistService:
-    """Owns the index, the watcher of `roots` and the chat model; answers searches and questions."""
+    """Owns the index, the watcher of `roots` and the chat model; answers searches and questions.
+
+    Adding or removing folders, repairing and resetting need this process to hold the writer lock (taken on
+    first need); they stop the watcher while they work, one at a time, and restart it on the new folders."""
 
     def __init__(
         self,
@@ -65,25 +105,40 @@ class ArchivistService:
         lock: WriterLock | None = None,
         note: str | None = None,
         quiet_seconds: float = 0.5,
+        flags: Mapping[str, object] | None = None,
+        make_chat: Callable[[Settings], ChatModel] | None = None,
     ) -> None:
         self.settings = settings
         self.index = index
         self.chat = chat
         self.lock = lock
         self.note = note
-        self.roots = tuple(absolute(root) for root in roots)
+        self.roots = tuple(absolute(root) for root in roots)  # watched now (saved folders that exist)
+        self.library = FolderStore(settings.data_dir)
+        self.control = IndexingControl(settings.data_dir)
+        # What the command line said, to reload the settings after the page saves some.
+        self.flags = dict(flags) if flags is not None else {"data_dir": settings.data_dir}
+        self._make_chat = make_chat  # rebuilds the chat model after the LLM settings change; None: keep it
+        self.quiet_seconds = quiet_seconds
         self.recent_problems: deque[str] = deque(maxlen=MAX_RECENT_PROBLEMS)
         self.startup_error: str | None = None
         self._started = threading.Event()  # set once start-up (model load, watcher start) is over
         self._closed = False
+        self._changing = threading.RLock()  # one change of folders, repair or reset at a time
+        self._start_requested = False
         # Without the lock nobody may write, so there is nothing to watch: the index is read as it is.
-        self.watcher: Watcher | None = None
-        if self.roots and lock is not None:
-            self.watcher = Watcher(Ingester(index, settings), self.roots, quiet_seconds, on_file=self._on_file)
+        self.watcher: Watcher | None = self._new_watcher()
+
+    def _new_watcher(self) -> Watcher | None:
+        if not self.roots or self.lock is None:
+            return None
+        # A fresh Ingester each time: stopping a watcher leaves its Ingester stopped for good.
+        return Watcher(Ingester(self.index, self.settings), self.roots, self.quiet_seconds, on_file=self._on_file)
 
     # ----- lifecycle -----
     def start(self) -> ArchivistService:
         """Load the embedding model and start the watcher, in the background: the page must not wait."""
+        self._start_requested = True
         threading.Thread(target=self._start, name="archivist-startup", daemon=True).start()
         return self
 
@@ -109,14 +164,167 @@ class ArchivistService:
 
     def close(self) -> None:
         """Stop watching, close the index and let another process write. Safe to call twice."""
+        with self._changing:
+            if self._closed:
+                return
+            self._closed = True
+            if self.watcher is not None:
+                self.watcher.stop()
+            self.index.close()
+            if self.lock is not None:
+                self.lock.release()
+
+    # ----- changing what is watched and indexed (the Library page) -----
+    def _take_writer(self) -> None:
+        """Hold the writer lock, taking it now if this process has only been reading."""
         if self._closed:
-            return
-        self._closed = True
-        if self.watcher is not None:
-            self.watcher.stop()
-        self.index.close()
+            raise ArchivistError("Archivist is shutting down.")
         if self.lock is not None:
-            self.lock.release()
+            return
+        lock, note = take_writer_lock(self.settings.data_dir)
+        if lock is None:
+            raise IndexLockedError((note or "Another process owns the index.").removeprefix("Read-only: "))
+        self.lock, self.note = lock, None
+
+    def _stop_watcher(self) -> None:
+        if self._start_requested:
+            self._started.wait()  # start-up may be starting the watcher right now
+        if self.watcher is not None:
+            self.watcher.stop(timeout=60.0)
+            self.watcher = None
+
+    def _start_watcher(self) -> None:
+        """Watch the watched folders that exist (with a scan first); a missing one waits until it is back."""
+        watched = self._watched()
+        for folder in watched:
+            if not folder.is_dir():
+                self.recent_problems.append(f"watched folder missing, not watched until it is back: {folder}")
+        self.roots = tuple(folder for folder in watched if folder.is_dir())
+        self.watcher = self._new_watcher()
+        if self.watcher is not None:
+            self.watcher.start()
+
+    def _watched(self) -> list[Path]:
+        """The saved folders, plus any this service was given that are not saved (tests, older callers)."""
+        saved = self.library.folders()
+        return saved + [root for root in self.roots if not any(root.is_relative_to(folder) for folder in saved)]
+
+    def folders(self) -> list[WatchedFolder]:
+        """The watched folders, with whether each is there and how many documents it holds."""
+        return [
+            WatchedFolder(folder, folder.is_dir(), len(self.index.catalog.documents(under=str(folder))))
+            for folder in self._watched()
+        ]
+
+    def add_folder(self, folder: Path) -> Path:
+        """Watch `folder` from now on and at every start: it is saved, scanned and watched; returns it absolute.
+        Raises FolderError (not a folder, unreadable, already watched or inside a watched folder) or
+        IndexLockedError (another process owns the index). A folder containing watched ones replaces them."""
+        with self._changing:
+            folder = absolute(folder.expanduser())
+            outer = [other for other in self._watched() if not other.is_relative_to(folder) or other == folder]
+            problem = check_on_disk(folder) or check_folder(folder, outer)
+            if problem:
+                raise FolderError(problem)
+            self._take_writer()
+            self._stop_watcher()
+            try:
+                self.library.add(folder)
+                self.roots = tuple(root for root in self.roots if not root.is_relative_to(folder))
+            finally:
+                self._start_watcher()
+            return folder
+
+    def remove_folder(self, folder: Path) -> list[str]:
+        """Stop watching `folder` and take its documents out of the index; returns their paths. Raises
+        FolderError when it is not watched, IndexLockedError when another process owns the index."""
+        with self._changing:
+            folder = absolute(folder.expanduser())
+            if folder not in self._watched():
+                raise FolderError(f"{folder} is not a watched folder.")
+            self._take_writer()
+            self._stop_watcher()
+            try:
+                if folder in self.library.folders():
+                    self.library.remove(folder)
+                self.roots = tuple(root for root in self.roots if root != folder)
+                return forget_folder(self.index, folder)
+            finally:
+                self._start_watcher()
+
+    # ----- the documents table; checking, repairing and resetting the index -----
+    def documents(self) -> list[DocumentInfo]:
+        """Every document in the index with its status, pages, chunks, failure reason, size and mtime."""
+        return document_table(self.index)
+
+    def check_index(self) -> IndexCheck:
+        """Compare the index with the disk (reads only: works on a read-only page too)."""
+        return check_index(self.index, self._watched(), self.settings.follow_symlinks)
+
+    def repair_index(self, check: IndexCheck | None = None) -> IndexRepair:
+        """Fix what a check found (a fresh check when none is given): re-read stale and unindexed files, retry
+        failed ones, remove missing ones, reconcile the vectors. Runs now, even while indexing is paused; the
+        watcher stops meanwhile and starts again after (with its usual scan)."""
+        with self._changing:
+            self._take_writer()
+            self._stop_watcher()
+            try:
+                check = check or self.check_index()
+                return repair_index(self.index, check, Ingester(self.index, self.settings))
+            finally:
+                self._start_watcher()
+
+    def reset_index(self, keep_embeddings: bool = False) -> None:
+        """Delete everything indexed (and the embedding cache, unless `keep_embeddings`), then index the
+        watched folders afresh in the background. The page asks for confirmation first."""
+        with self._changing:
+            self._take_writer()
+            self._stop_watcher()
+            try:
+                clear_index(self.index, keep_embeddings)
+                self.recent_problems.clear()
+            finally:
+                self._start_watcher()
+
+    # ----- pausing -----
+    @property
+    def paused(self) -> bool:
+        return self.control.paused
+
+    def pause_indexing(self) -> None:
+        """Pause whichever process owns the index (this one or another): it finishes the file in hand."""
+        self.control.pause()
+
+    def resume_indexing(self) -> None:
+        self.control.resume()
+
+    def progress(self) -> Progress | None:
+        """What this process's indexing is doing now, or None when it does not index."""
+        return self.watcher.ingester.control.progress if self.watcher is not None else None
+
+    # ----- settings (the Settings page) -----
+    def setting_rows(self) -> list[SettingInfo]:
+        """The savable settings: the value in force, where it comes from, and what it means."""
+        settings, sources = load_settings_with_sources(**self.flags)
+        fields = type(settings).model_fields
+        return [
+            SettingInfo(name, getattr(settings, name), sources[name], fields[name].description or "",
+                        secret=name in ("openai_api_key", "pdf_passwords"))
+            for name in SAVABLE_FIELDS
+        ]
+
+    def save_settings(self, changes: Mapping[str, object]) -> Settings:
+        """Save settings (a None value forgets one) and use them from now on; returns the settings in force.
+        Raises ConfigError naming the field when a value is invalid. Flags and environment still win."""
+        with self._changing:
+            save_settings(self.settings.data_dir, changes)
+            settings, _ = load_settings_with_sources(**self.flags)
+            self.settings = settings
+            if self._make_chat is not None:
+                self.chat = self._make_chat(settings)
+            if self.watcher is not None:
+                self.watcher.ingester.settings = settings  # e.g. new PDF passwords, from the next file on
+            return settings
 
     # ----- what the page asks -----
     @property
@@ -143,6 +351,7 @@ class ArchivistService:
             roots=self.roots,
             note=self.note,
             errors=tuple(errors),
+            paused=self.control.paused,
         )
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
@@ -175,14 +384,30 @@ def take_writer_lock(data_dir: Path) -> tuple[WriterLock | None, str | None]:
 
 
 def open_service(data_dir: Path | None, paths: Sequence[Path]) -> ArchivistService:
-    """The real service: settings, the writer lock (when there is something to watch), index, Ollama."""
+    """The real service: settings, the writer lock (when there is something to watch), index, Ollama.
+
+    `paths` (from `archivist ui PATH...`) join the saved watched folders; the service watches all of them."""
     from rag.factory import make_chat, open_default_index
 
-    settings = load_settings(data_dir=data_dir)
-    lock, note = take_writer_lock(settings.data_dir) if paths else (None, None)
+    flags: dict[str, object] = {"data_dir": data_dir} if data_dir is not None else {}
+    settings, _ = load_settings_with_sources(**flags)
+    library = FolderStore(settings.data_dir)
+    problems = []
+    for path in paths:
+        folder = absolute(path.expanduser())
+        if any(folder.is_relative_to(saved) for saved in library.folders()):
+            continue  # watched already
+        try:
+            library.add(folder, create=True)  # a missing folder is made, as `archivist watch` always has
+        except FolderError as error:
+            problems.append(str(error))
+    saved = library.folders()
+    roots = [folder for folder in saved if folder.is_dir()]
+    lock, note = take_writer_lock(settings.data_dir) if roots else (None, None)
     try:
         index = open_default_index(settings)
-        service = ArchivistService(settings, index, make_chat(settings), paths, lock=lock, note=note)
+        service = ArchivistService(settings, index, make_chat(settings), roots, lock=lock, note=note,
+                                   flags=flags, make_chat=make_chat)
     except BaseException:
         # The page retries on its next run: a lock kept here would make that retry read-only.
         if lock is not None:
@@ -190,6 +415,10 @@ def open_service(data_dir: Path | None, paths: Sequence[Path]) -> ArchivistServi
         raise
     # Streamlit stops its server on SIGTERM and Ctrl-C and then the interpreter exits: release everything.
     atexit.register(service.close)
+    service.recent_problems.extend(problems)
+    service.recent_problems.extend(
+        f"watched folder missing, not watched until it is back: {folder}" for folder in saved if not folder.is_dir()
+    )
     return service.start()
 
 
