@@ -126,6 +126,7 @@ class ArchivistService:
         self._closed = False
         self._changing = threading.RLock()  # one change of folders, repair or reset at a time
         self._start_requested = False
+        self._rewatching = threading.Event()  # set between stopping the watcher and starting the next one
         # Without the lock nobody may write, so there is nothing to watch: the index is read as it is.
         self.watcher: Watcher | None = self._new_watcher()
 
@@ -160,7 +161,8 @@ class ArchivistService:
         """Block until start-up and the first scan are done (for tests and scripts)."""
         if not self._started.wait(timeout):
             return False
-        return self.watcher is None or self.watcher.ready.wait(timeout)
+        watcher = self.watcher  # read once: a change of folders may swap it meanwhile
+        return watcher is None or watcher.ready.wait(timeout)
 
     def close(self) -> None:
         """Stop watching, close the index and let another process write. Safe to call twice."""
@@ -187,6 +189,7 @@ class ArchivistService:
         self.lock, self.note = lock, None
 
     def _stop_watcher(self) -> None:
+        self._rewatching.set()  # the page shows "indexing" until the next watcher has scanned
         if self._start_requested:
             self._started.wait()  # start-up may be starting the watcher right now
         if self.watcher is not None:
@@ -200,9 +203,12 @@ class ArchivistService:
             if not folder.is_dir():
                 self.recent_problems.append(f"watched folder missing, not watched until it is back: {folder}")
         self.roots = tuple(folder for folder in watched if folder.is_dir())
-        self.watcher = self._new_watcher()
-        if self.watcher is not None:
-            self.watcher.start()
+        try:
+            self.watcher = self._new_watcher()
+            if self.watcher is not None:
+                self.watcher.start()
+        finally:
+            self._rewatching.clear()
 
     def _watched(self) -> list[Path]:
         """The saved folders, plus any this service was given that are not saved (tests, older callers)."""
@@ -300,7 +306,8 @@ class ArchivistService:
 
     def progress(self) -> Progress | None:
         """What this process's indexing is doing now, or None when it does not index."""
-        return self.watcher.ingester.control.progress if self.watcher is not None else None
+        watcher = self.watcher
+        return watcher.ingester.control.progress if watcher is not None else None
 
     # ----- settings (the Settings page) -----
     def setting_rows(self) -> list[SettingInfo]:
@@ -331,15 +338,19 @@ class ArchivistService:
     def indexing(self) -> bool:
         if self.startup_error is not None:
             return False
+        if self._rewatching.is_set():
+            return True
         if not self._started.is_set():
             return self.watcher is not None
-        return self.watcher is not None and not self.watcher.ready.is_set()
+        watcher = self.watcher  # read once: a change of folders may swap it meanwhile
+        return watcher is not None and not watcher.ready.is_set()
 
     def status(self) -> ServiceStatus:
         counts = self.index.catalog.status_counts()
         errors = [self.startup_error] if self.startup_error else []
-        if self.watcher is not None and self.watcher.last_error:
-            errors.append(self.watcher.last_error)
+        watcher = self.watcher  # read once: a change of folders may swap it meanwhile
+        if watcher is not None and watcher.last_error:
+            errors.append(watcher.last_error)
         errors.extend(self.recent_problems)
         return ServiceStatus(
             indexed=counts.get("indexed", 0),
@@ -347,7 +358,7 @@ class ArchivistService:
             skipped=counts.get("skipped", 0),
             chunks=self.index.catalog.chunk_count(),
             indexing=self.indexing,
-            pending=self.watcher.pending if self.watcher is not None else 0,
+            pending=watcher.pending if watcher is not None else 0,
             roots=self.roots,
             note=self.note,
             errors=tuple(errors),
