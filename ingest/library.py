@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,9 @@ class IndexCheck:
     duplicates: tuple[tuple[str, ...], ...] = ()  # indexed paths sharing one content hash, one group each
     orphan_vectors: int = 0  # vectors whose chunk the catalog does not know
     missing_vectors: int = 0  # catalogued chunks without a vector
+    # Watched folders that are not there (an unplugged drive?): their documents are not called missing, so
+    # a repair does not throw away what comes back when the drive does.
+    absent_folders: tuple[str, ...] = ()
 
     @property
     def problems(self) -> int:
@@ -211,17 +215,20 @@ def compare_index(
     chunk_ids: set[str],
     vector_ids: set[str],
     supported: Callable[[str], bool],
+    absent_folders: Sequence[str] = (),
 ) -> IndexCheck:
     """The pure core of a check: the disk's files (the watched folders' candidates, plus every catalogued
     path still present) against the catalog's documents and the vector store's ids."""
     stale, missing, failed = [], [], []
     by_hash: dict[str, list[str]] = {}
     known = set()
+    absent = tuple(folder.rstrip("/") + "/" for folder in absent_folders)
     for document in documents:
         known.add(document.path)
         on_disk = disk.get(document.path)
         if on_disk is None:
-            missing.append(document.path)
+            if not document.path.startswith(absent):
+                missing.append(document.path)
         elif (on_disk.size, on_disk.mtime_ns) != (document.size, document.mtime_ns):
             stale.append(document.path)
         elif document.status == "failed":
@@ -234,7 +241,7 @@ def compare_index(
         stale=tuple(sorted(stale)), missing=tuple(sorted(missing)),
         failed=tuple(sorted(failed, key=lambda item: item.path)), unindexed=tuple(unindexed),
         duplicates=tuple(duplicates), orphan_vectors=len(vector_ids - chunk_ids),
-        missing_vectors=len(chunk_ids - vector_ids),
+        missing_vectors=len(chunk_ids - vector_ids), absent_folders=tuple(absent_folders),
     )
 
 
@@ -249,7 +256,7 @@ def disk_snapshot(roots: Iterable[Path], paths: Iterable[str], follow_symlinks: 
             info = path.stat()
         except OSError:
             return
-        if path.is_file():
+        if stat.S_ISREG(info.st_mode):
             found[str(path)] = DiskFile(str(path), info.st_size, info.st_mtime_ns)
 
     for root in roots:
@@ -267,7 +274,8 @@ def check_index(index: Index, roots: Sequence[Path], follow_symlinks: bool = Fal
     documents = index.catalog.documents()
     disk = disk_snapshot(roots, (document.path for document in documents), follow_symlinks)
     return compare_index(disk, documents, index.catalog.all_chunk_ids(), index.vectors.ids(),
-                         lambda path: kind_for(Path(path)) is not None)
+                         lambda path: kind_for(Path(path)) is not None,
+                         absent_folders=[str(root) for root in roots if not root.is_dir()])
 
 
 @dataclass

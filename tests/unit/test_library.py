@@ -195,6 +195,12 @@ def test_compare_finds_each_kind_of_problem() -> None:
     assert check.problems == 7 and not check.ok
 
 
+def test_documents_of_an_absent_folder_are_not_missing() -> None:
+    documents = [row("/usb/a.txt"), row("/usb2/b.txt")]
+    check = compare_index({}, documents, set(), set(), lambda path: True, absent_folders=["/usb"])
+    assert check.missing == ("/usb2/b.txt",) and check.absent_folders == ("/usb",)
+
+
 def test_compare_of_a_matching_index_is_ok() -> None:
     check = compare_index({"/a": DiskFile("/a", 10, 1)}, [row("/a")], {"c"}, {"c"}, lambda path: True)
     assert check.ok and check == IndexCheck()
