@@ -24,6 +24,8 @@ from rag.errors import ArchivistError, LLMError
 from rag.prompt import Exchange
 from rag.retrieve import Filters, Hit
 from rag.settings import Effort
+from ui.files import download, mime_type, resolve_inside
+from ui.page_image import render_page
 from ui.service import ArchivistService, current_service, open_service
 
 EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
@@ -180,7 +182,33 @@ def show_sources(answer: Answer, key: str) -> None:
             st.markdown(f"> “{plain(' '.join(citation.quote.split()))}”")
             with st.expander("Passage"):
                 st.markdown(highlighted(hit.text, citation.quote_start, citation.quote_end))
+            show_original(hit, citation.quote, f"{key}-source-{citation.n}")
             st.caption(plain(hit.path))
+
+
+def show_original(hit: Hit, quote: str, key: str) -> None:
+    """For a PDF, the page itself with the quote marked (on request: rendering takes a moment); for every
+    file, a button to download it. Only files inside the watched folders are ever read."""
+    roots = get_service().roots
+    try:
+        path = resolve_inside(hit.path, roots)
+    except ArchivistError as error:
+        st.caption(plain(str(error)))
+        return
+    columns = st.columns([3, 2])
+    if path.suffix.lower() == ".pdf" and columns[0].toggle(f"Show page {hit.page_start}", key=f"{key}-page"):
+        try:
+            passwords = get_service().settings.pdf_passwords
+            image = render_page(path, hit.page_start, roots, quote=quote, passwords=passwords)
+        except ArchivistError as error:
+            st.caption(plain(str(error)))
+        else:
+            marked = "the passage is marked" if image.marks else "the passage could not be located on the image"
+            st.image(image.png, caption=f"{path.name}, page {hit.page_start} ({marked})")
+    columns[1].download_button(
+        "Download the original", data=lambda: download(path, roots).data, file_name=path.name,
+        mime=mime_type(path), key=f"{key}-download", icon=":material/download:", on_click="ignore",
+    )
 
 
 def highlighted(text: str, start: int, end: int) -> str:

@@ -20,6 +20,7 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from rag.offline import OFFLINE_ENVIRONMENT
 from tests.ollama_standin import OllamaStandIn, free_port
+from tests.pdf_factory import text_pdf
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
@@ -28,6 +29,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-c
                  "--no-first-run", "--disable-sync"]
 STARTUP_TIMEOUT_S = 120.0
 FACT = "The Zorblax reactor runs at 42 kelvin."
+PDF_FACT = "The Quibble pump moves 300 litres of brine an hour."
 DOCUMENT = f"""\
 {FACT} Its coolant is liquid helium, recycled every night.
 
@@ -46,6 +48,8 @@ def standin() -> Iterator[OllamaStandIn]:
 def docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("docs")
     (folder / "zorblax-reactor.md").write_text(DOCUMENT, encoding="utf-8")
+    (folder / "pump-manual.pdf").write_bytes(text_pdf([["Maintenance of the Quibble pump."],
+                                                      [PDF_FACT, "Check the seals every spring."]]))
     return folder
 
 

@@ -107,6 +107,30 @@ def test_the_supporting_sentence_is_highlighted_and_a_follow_up_uses_the_convers
     assert_only_local(urls)
 
 
+def test_a_pdf_source_shows_its_page_with_the_passage_marked_and_offers_the_file(
+    page: Page, app_url: str, artifacts: Path
+) -> None:
+    urls = record_requests(page)
+    open_when_indexed(page, app_url)
+    ask(page, "How many litres of brine does the Quibble pump move an hour?")
+    answer = page.get_by_test_id("stChatMessage").last
+    expect(answer.get_by_text("[1] pump-manual.pdf — p. 2")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+
+    answer.get_by_text("Show page 2").click()
+    image = answer.get_by_role("img").last
+    expect(image).to_be_visible(timeout=30_000)
+    expect(answer.get_by_text("pump-manual.pdf, page 2 (the passage is marked)")).to_be_visible()
+    assert image.evaluate("element => element.naturalWidth") > 300
+    with page.expect_download() as started:
+        answer.get_by_role("button", name="Download the original").click()
+    download = started.value
+    assert download.suggested_filename == "pump-manual.pdf"
+    assert Path(download.path()).read_bytes().startswith(b"%PDF")
+    image.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "pdf-page.png"), full_page=True, animations="disabled")
+    assert_only_local(urls)
+
+
 def test_ollama_down_shows_the_fix_and_the_passages(
     page: Page, app_url: str, standin: OllamaStandIn, artifacts: Path
 ) -> None:
