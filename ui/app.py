@@ -7,13 +7,11 @@ only draws. LLM and Archivist errors become one banner here and never a tracebac
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path, PurePath
+from pathlib import PurePath
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -24,9 +22,11 @@ from rag.errors import ArchivistError, LLMError
 from rag.prompt import Exchange
 from rag.retrieve import Filters, Hit
 from rag.settings import Effort
+from ui import library_page, settings_page
 from ui.files import download, mime_type, resolve_inside
 from ui.page_image import render_page
-from ui.service import ArchivistService, current_service, open_service
+from ui.service import ArchivistService
+from ui.state import get_service, plain
 
 EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
 MAX_SOURCES = 20
@@ -38,7 +38,6 @@ HOW_TO_ADD = (
 )
 # [1]  [1, 2]  and gpt-oss's own 【1】 / 【1†L3-L5】, as rag.citations parses them.
 _CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\](?!\()|【(\d+)(?:†[^】]*)?】")
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")
 
 
 @dataclass
@@ -54,11 +53,6 @@ class Turn:
 
 
 # ----- text helpers -----
-def plain(text: str) -> str:
-    """Document text shown as is: markdown characters in a file must not format the page."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
-
-
 def model_text(text: str) -> str:
     """The model's markdown, minus LaTeX: `$5 and $10` in a financial answer is money, not math."""
     return text.replace("$", r"\$")
@@ -74,30 +68,6 @@ def link_citations(text: str, key: str, numbers: set[int]) -> str:
         return "".join(f"[\\[{n}\\]](#{key}-source-{n})" if n in numbers else f"\\[{n}\\]" for n in cited)
 
     return _CITATION.sub(replace, model_text(text))
-
-
-# ----- the service -----
-def parse_options(argv: list[str]) -> argparse.Namespace:
-    """The app's own options, which ui/launch.py passes after Streamlit's `--`."""
-    parser = argparse.ArgumentParser(prog="archivist ui", description="Archivist's page (see `archivist ui`).")
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("paths", nargs="*", type=Path)
-    return parser.parse_args(argv)
-
-
-@st.cache_resource(show_spinner="Opening the index…")
-def shared_service(data_dir: str | None, paths: tuple[str, ...]) -> ArchivistService:
-    """One service per server process, shared by every browser session."""
-    return open_service(Path(data_dir) if data_dir else None, [Path(p) for p in paths])
-
-
-def get_service() -> ArchivistService:
-    """The service a test injected, else the process's shared one."""
-    injected = current_service()
-    if injected is not None:
-        return injected  # tests: argv belongs to pytest then, not to us
-    options = parse_options(sys.argv[1:])
-    return shared_service(str(options.data_dir) if options.data_dir else None, tuple(map(str, options.paths)))
 
 
 # ----- sidebar -----
@@ -331,8 +301,8 @@ def answer_live(
 
 
 # ----- the page -----
-def main() -> None:
-    st.set_page_config(page_title="Archivist", layout="centered")
+def ask_page() -> None:
+    """Questions and cited answers, with the index's status and the answer controls in the sidebar."""
     st.title("Archivist", anchor=False)
     st.caption("Answers from your own documents, with the file, page and sentence they come from. "
                "Nothing leaves this machine.")
@@ -366,6 +336,18 @@ def main() -> None:
         earlier = [Exchange(turn.question, turn.answer.answer) for turn in history
                    if turn.answer is not None and turn.answer.found_relevant]
         history.append(answer_live(service, question.strip(), controls, f"turn-{len(history)}", earlier))
+
+
+def main() -> None:
+    st.set_page_config(page_title="Archivist", layout="centered")
+    # No page icons: Streamlit turns a page's icon into the tab's favicon, and a Material icon one is fetched
+    # from Google's font servers (the browser test's request log caught it).
+    pages = [
+        st.Page(ask_page, title="Ask", default=True),
+        st.Page(library_page.render, title="Library", url_path="library"),
+        st.Page(settings_page.render, title="Settings", url_path="settings"),
+    ]
+    st.navigation(pages).run()
 
 
 if __name__ == "__main__":  # how Streamlit runs the script; importing it (tests) draws nothing

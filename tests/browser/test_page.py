@@ -163,3 +163,28 @@ def test_sidebar_follows_the_watched_folder(page: Page, app_url: str, docs_dir: 
     # No reload: the status redraws itself while the watcher indexes the new file.
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar.get_by_text(f"Documents indexed: {count + 1}")).to_be_visible(timeout=30_000)
+
+
+def test_library_and_settings_pages(page: Page, app_url: str, docs_dir: Path, artifacts: Path) -> None:
+    urls = record_requests(page)
+    open_when_indexed(page, app_url)
+
+    page.get_by_test_id("stSidebarNav").get_by_text("Library").click()
+    expect(page.get_by_role("heading", name="Library")).to_be_visible()
+    expect(page.get_by_text(str(docs_dir))).to_be_visible()
+    grid = page.get_by_test_id("stDataFrame")
+    expect(grid).to_be_visible()
+    # A file dropped into the folder is counted without a reload (the page redraws itself while indexing).
+    counts = page.get_by_test_id("stMarkdownContainer").filter(has_text=re.compile(r"\d+ indexed · "))
+    before = int(re.search(r"([\d,]+) indexed", counts.first.inner_text())[1].replace(",", ""))
+    (docs_dir / "dropped.md").write_text("# Dropped\n\nA note about Zorblax valves.\n", encoding="utf-8")
+    expect(counts.first).to_contain_text(f"{before + 1} indexed", timeout=30_000)
+    page.get_by_role("button", name="Check index").click()
+    expect(page.get_by_text("The index matches the files on disk.")).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(artifacts / "library.png"), full_page=True, animations="disabled")
+
+    page.get_by_test_id("stSidebarNav").get_by_text("Settings").click()
+    expect(page.get_by_role("heading", name="Settings")).to_be_visible()
+    expect(page.get_by_text("Where each value comes from")).to_be_visible()
+    page.screenshot(path=str(artifacts / "settings.png"), full_page=True, animations="disabled")
+    assert_only_local(urls)

@@ -220,3 +220,63 @@ def test_the_file_type_filter_limits_the_sources(make_service: ServiceFactory) -
     (messages, _effort), = chat.history
     sources = messages[-1]["content"]
     assert "reactor.txt" in sources and "reactor.md" not in sources
+
+
+def library_script() -> None:
+    from ui.library_page import render
+
+    render()
+
+
+def settings_script() -> None:
+    from ui.settings_page import render
+
+    render()
+
+
+def test_the_library_lists_folders_and_documents_and_checks_the_index(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    service = make_service({"reactor.md": f"{FACT}\n", "empty.txt": ""}, watch=True)
+    assert service.wait_until_ready(60)
+    at = AppTest.from_function(library_script, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+
+    assert at.title[0].value == "Library"
+    assert any(str(tmp_path / "docs") in element.value for element in at.markdown)
+    table = at.dataframe[0].value
+    assert set(table["file"]) == {"reactor.md", "empty.txt"}
+    assert dict(zip(table["file"], table["status"], strict=True)) == {"reactor.md": "indexed", "empty.txt": "failed"}
+    assert "empty" in table["reason"][list(table["file"]).index("empty.txt")]
+
+    (tmp_path / "docs" / "reactor.md").unlink()
+    service.pause_indexing()  # so the deletion waits for the check rather than the watcher
+    next(button for button in at.button if button.label == "Check index").click().run()
+    assert not at.exception, at.exception
+    assert any("indexed but gone from disk" in expander.label for expander in at.expander)
+    next(button for button in at.button if button.label == "Fix all").click().run()
+    assert not at.exception, at.exception
+    assert [d.name for d in service.documents()] == ["empty.txt"]
+    service.resume_indexing()
+
+
+def test_the_settings_page_saves_and_says_where_values_come_from(
+    make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARCHIVIST_EFFORT", "high")
+    service = make_service()
+    at = AppTest.from_function(settings_script, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+
+    model_box = next(box for box in at.text_input if box.label == "Model")
+    model_box.set_value("gpt-oss:120b")
+    next(button for button in at.button if button.label == "Save").click().run()
+    assert not at.exception, at.exception
+    assert service.settings.model == "gpt-oss:120b"
+    sources = at.dataframe[0].value
+    by_name = dict(zip(sources["setting"], sources["from"], strict=True))
+    assert by_name["model"] == "saved here"
+    assert by_name["effort"] == "environment variable"
+    assert any("environment variable still decides" in warning.value for warning in at.warning)

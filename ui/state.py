@@ -1,0 +1,47 @@
+"""What every page of the app shares: the one background service per server process, and text helpers.
+
+Kept out of ui/app.py, which Streamlit runs as `__main__`: the pages import this module, and a cached
+service defined in `__main__` would be a second, separate cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from rag import offline  # noqa: F401  (before anything heavy)
+from ui.service import ArchivistService, current_service, open_service
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")
+
+
+def plain(text: str) -> str:
+    """Document text shown as is: markdown characters in a file must not format the page."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def parse_options(argv: list[str]) -> argparse.Namespace:
+    """The app's own options, which ui/launch.py passes after Streamlit's `--`."""
+    parser = argparse.ArgumentParser(prog="archivist ui", description="Archivist's page (see `archivist ui`).")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("paths", nargs="*", type=Path)
+    return parser.parse_args(argv)
+
+
+@st.cache_resource(show_spinner="Opening the index…")
+def shared_service(data_dir: str | None, paths: tuple[str, ...]) -> ArchivistService:
+    """One service per server process, shared by every browser session."""
+    return open_service(Path(data_dir) if data_dir else None, [Path(p) for p in paths])
+
+
+def get_service() -> ArchivistService:
+    """The service a test injected, else the process's shared one."""
+    injected = current_service()
+    if injected is not None:
+        return injected  # tests: argv belongs to pytest then, not to us
+    options = parse_options(sys.argv[1:])
+    return shared_service(str(options.data_dir) if options.data_dir else None, tuple(map(str, options.paths)))
