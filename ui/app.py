@@ -316,6 +316,10 @@ def ask_page() -> None:
     status = service.status()
     if status.note:
         st.info(status.note)
+    problem = service.llm_problem()
+    if problem:
+        st.warning(f"{problem}\n\nMeanwhile questions are answered with the passages that match best (search "
+                   "only).", icon=":material/cloud_off:")
     if service.startup_error:
         st.error(service.startup_error)
     if status.documents == 0:

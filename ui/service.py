@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from ingest.library import (
 from ingest.pipeline import FileResult, Ingester, Outcome, absolute
 from ingest.watch import Watcher
 from rag.answer import AnswerEvent, ask
-from rag.errors import ArchivistError, IndexLockedError
+from rag.errors import ArchivistError, IndexLockedError, LLMError
 from rag.index import Index
 from rag.llm import ChatModel
 from rag.lock import WriterLock
@@ -48,6 +49,7 @@ from rag.settings import Effort, Settings, load_settings_with_sources, save_sett
 logger = logging.getLogger(__name__)
 
 MAX_RECENT_PROBLEMS = 20
+LLM_CHECK_SECONDS = 10.0  # how long a check of the LLM server stands before the page asks again
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ class ArchivistService:
         self._make_chat = make_chat  # rebuilds the chat model after the LLM settings change; None: keep it
         self.quiet_seconds = quiet_seconds
         self.recent_problems: deque[str] = deque(maxlen=MAX_RECENT_PROBLEMS)
+        self._llm_check: tuple[float, ChatModel | None, str | None] = (float("-inf"), None, None)
         self.startup_error: str | None = None
         self._started = threading.Event()  # set once start-up (model load, watcher start) is over
         self._closed = False
@@ -334,6 +337,22 @@ class ArchivistService:
             return settings
 
     # ----- what the page asks -----
+    def llm_problem(self) -> str | None:
+        """Why the LLM cannot answer right now (server down, model missing), with the fix; None when it can.
+        Asked at most every LLM_CHECK_SECONDS, so drawing the page does not wait on the server each time."""
+        now = time.monotonic()
+        checked_at, chat, problem = self._llm_check
+        if chat is self.chat and now - checked_at < LLM_CHECK_SECONDS:
+            return problem
+        chat = self.chat
+        try:
+            chat.check()
+            problem = None
+        except LLMError as error:
+            problem = str(error)
+        self._llm_check = (now, chat, problem)
+        return problem
+
     @property
     def indexing(self) -> bool:
         if self.startup_error is not None:

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, Request, expect
 
 from tests.browser.conftest import FACT
-from tests.ollama_standin import OllamaStandIn
+from tests.ollama_standin import OllamaStandIn, ScriptedReply
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -57,11 +57,15 @@ def test_question_is_answered_with_reasoning_and_cited_sources(
 ) -> None:
     urls = record_requests(page)
     open_when_indexed(page, app_url)
+    # Slow enough to watch: the answer appears word by word behind a cursor before it is complete.
+    standin.enqueue(ScriptedReply(thinking="Source one gives the temperature.", content=f"{FACT} [1]", delay_s=0.25))
 
     ask(page, QUESTION)
 
     answer = page.get_by_test_id("stChatMessage").last
+    expect(answer.get_by_text("▌", exact=False)).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
     expect(answer.get_by_text(FACT).first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(answer.get_by_text("▌", exact=False)).to_have_count(0)
     expect(answer.get_by_text("Sources")).to_be_visible()
     citation = answer.get_by_role("link", name="[1]")
     expect(citation).to_have_attribute("href", "#turn-0-source-1")
@@ -70,7 +74,7 @@ def test_question_is_answered_with_reasoning_and_cited_sources(
     expect(answer.get_by_text(f"“{FACT}”")).to_be_visible()
     answer.get_by_text("Reasoning").click()
     # In the viewport, not just visible: the expander animates open, and the screenshot should show it.
-    expect(answer.get_by_text("source [1] answers it")).to_be_in_viewport()
+    expect(answer.get_by_text("Source one gives the temperature.")).to_be_in_viewport()
     assert standin.chat_requests[-1]["think"] == "medium"
 
     page.screenshot(path=str(artifacts / "answer.png"), full_page=True, animations="disabled")

@@ -280,3 +280,19 @@ def test_the_settings_page_saves_and_says_where_values_come_from(
     assert by_name["model"] == "saved here"
     assert by_name["effort"] == "environment variable"
     assert any("environment variable still decides" in warning.value for warning in at.warning)
+
+
+class DownChat(ScriptedChat):
+    """A model whose server is not running: every check says so."""
+
+    def check(self) -> None:
+        raise LLMUnavailable(DOWN)
+
+
+def test_a_banner_gives_the_fix_as_soon_as_the_llm_is_unreachable(make_service: ServiceFactory) -> None:
+    make_service({"reactor.md": f"{FACT}\n"}, DownChat())
+    at = run_page()
+
+    assert [warning.value for warning in at.warning] == [
+        f"{DOWN}\n\nMeanwhile questions are answered with the passages that match best (search only)."
+    ]
