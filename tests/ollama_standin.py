@@ -7,19 +7,17 @@ a fake, not a mock. The wire format follows /work/shared/docs/OLLAMA_GPT_OSS.md,
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import hashlib
 import json
 import logging
 import re
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.http_standin import StandInHandler, StandInServer
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +46,6 @@ class ScriptedReply:
     error: str = "an error was encountered while running the model"
     prompt_eval_count: int | None = None  # None: estimate from the messages
     delay_s: float = 0.0  # pause before each chunk; 0 falls back to the server's chunk_delay_s
-
-
-@dataclass
-class RecordedRequest:
-    """One HTTP request the stand-in received; header names are lower-cased."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    json: dict[str, Any] | None
 
 
 Responder = Callable[[dict[str, Any]], ScriptedReply]
@@ -109,144 +97,32 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-class OllamaStandIn:
+class OllamaStandIn(StandInServer[ScriptedReply]):
     """A fake Ollama server in a daemon thread; use as a context manager or via start()/stop()."""
 
+    thread_name = "ollama-standin"
+
     def __init__(self, port: int = 0, chunk_delay_s: float = 0.0, models: set[str] | None = None) -> None:
+        super().__init__(port, chunk_delay_s, default_responder)
         self.models: set[str] = set(models) if models is not None else {DEFAULT_MODEL}
-        self.chunk_delay_s = chunk_delay_s
-        self.responder: Responder = default_responder
-        self.port = port
-        self._lock = threading.Lock()
-        self._queue: collections.deque[ScriptedReply] = collections.deque()
-        self._requests: list[RecordedRequest] = []
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
 
     @property
     def url(self) -> str:
         """Base URL to hand to a client, e.g. "http://127.0.0.1:54321"."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> OllamaStandIn:
-        """Bind and serve; after a stop() it comes back on the same port ("Ollama restarted")."""
-        if self._httpd is not None:
-            return self
-        self._stopping.clear()
-        self._httpd = _Server(("127.0.0.1", self.port), _Handler, self)
-        self.port = int(self._httpd.server_address[1])
-        # A short poll interval keeps stop() quick.
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"ollama-standin-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close every connection, even mid-stream; new connections are refused."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        self._stopping.set()  # streaming handlers check this between chunks
-        httpd.shutdown()
-        httpd.drop_connections()  # wakes handlers blocked on idle keep-alive connections
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> OllamaStandIn:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def enqueue(self, *replies: ScriptedReply) -> None:
-        """Script the next chat replies, in order; when the queue is empty `responder` answers."""
-        with self._lock:
-            self._queue.extend(replies)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """A snapshot of every request received so far, oldest first."""
-        with self._lock:
-            return list(self._requests)
-
     @property
     def chat_requests(self) -> list[dict[str, Any]]:
         """The JSON bodies of the /api/chat calls, oldest first."""
         return [r.json for r in self.requests if r.path == "/api/chat" and r.json is not None]
 
-    def _record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
 
-    def _next_reply(self, body: dict[str, Any]) -> ScriptedReply:
-        with self._lock:
-            if self._queue:
-                return self._queue.popleft()
-        return self.responder(body)
-
-
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that remembers its open connections so stop() can cut them."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[_Handler], standin: OllamaStandIn) -> None:
-        self.standin = standin
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def drop_connections(self) -> None:
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):  # already closed by its handler
-                sock.shutdown(socket.SHUT_RDWR)  # the handler thread closes it on its way out
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients hanging up (or stop() cutting them off) is normal for a test double; don't spam stderr.
-        logger.debug("stand-in connection from %s ended with an error", client_address, exc_info=True)
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(StandInHandler):
     """Routes one HTTP request to the matching Ollama endpoint."""
 
-    protocol_version = "HTTP/1.1"  # keep-alive and chunked streaming, like Ollama's Go server
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("stand-in: " + format, *args)
-
-    def do_GET(self) -> None:
-        self._route()
-
-    def do_POST(self) -> None:
-        self._route()
-
-    def _route(self) -> None:
+    def route(self) -> None:
         standin = self.server.standin
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except json.JSONDecodeError:
-            body = None
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        standin._record(RecordedRequest(self.command, self.path, headers,
-                                        body if isinstance(body, dict) else None))
+        raw, body, _ = self.read_and_record()
         route = (self.command, self.path.split("?", 1)[0])
         if raw and not isinstance(body, dict):
             self._send_json(400, {"error": "invalid JSON body"})
@@ -279,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
         if model not in standin.models:
             self._send_json(404, {"error": f"model '{model}' not found"})
             return
-        reply = standin._next_reply(body)
+        reply = standin.next_reply(body)
         chunks = _chunks(model, reply)
         final = _final(model, reply, body)
         if body.get("stream", True):  # Ollama streams unless told not to
@@ -293,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {**final, "message": message})
 
     def _stream(self, chunks: list[dict[str, Any]], final: dict[str, Any], reply: ScriptedReply) -> None:
-        stopping = self.server.standin._stopping
+        stopping = self.server.standin.stopping
         delay = reply.delay_s or self.server.standin.chunk_delay_s
         lines: Iterator[dict[str, Any]]
         if reply.error_after_chunks is None:
@@ -378,3 +254,6 @@ def _show_entry(name: str) -> dict[str, Any]:
         "capabilities": ["completion", "tools", "thinking"],
         "modified_at": "2025-08-10T12:00:00.000000Z",
     }
+
+
+OllamaStandIn.handler = _Handler

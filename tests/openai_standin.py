@@ -8,21 +8,17 @@ Tests script replies with `enqueue()` and inspect `requests`, as with the Ollama
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import json
 import logging
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.ollama_standin import RecordedRequest, split_tokens
+from tests.http_standin import StandInHandler, StandInServer
 from tests.ollama_standin import default_responder as ollama_default_responder
+from tests.ollama_standin import split_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +58,15 @@ def error_body(message: str, type_: str, code: str | int | None) -> dict[str, An
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
-class OpenAIStandIn:
+class OpenAIStandIn(StandInServer[ScriptedReply]):
     """A fake OpenAI-compatible server in a daemon thread; use as a context manager or start()/stop().
 
     `models` is what /v1/models lists; with `strict_models` (vLLM) a request for another model is a 404,
     without it (llama.cpp's server) any name is answered by the one model. With `api_key` set, requests
     without `Authorization: Bearer <api_key>` get a 401.
     """
+
+    thread_name = "openai-standin"
 
     def __init__(
         self,
@@ -78,137 +76,28 @@ class OpenAIStandIn:
         strict_models: bool = True,
         api_key: str | None = None,
     ) -> None:
+        super().__init__(port, chunk_delay_s, default_responder)
         self.models: list[str] = list(models) if models is not None else [DEFAULT_MODEL]
         self.strict_models = strict_models
         self.api_key = api_key
-        self.chunk_delay_s = chunk_delay_s
-        self.responder: Responder = default_responder
-        self.port = port
-        self._lock = threading.Lock()
-        self._queue: collections.deque[ScriptedReply] = collections.deque()
-        self._requests: list[RecordedRequest] = []
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
 
     @property
     def url(self) -> str:
         """The base URL a client is given, up to and including /v1."""
         return f"http://127.0.0.1:{self.port}{API_PREFIX}"
 
-    def start(self) -> OpenAIStandIn:
-        if self._httpd is not None:
-            return self
-        self._stopping.clear()
-        self._httpd = _Server(("127.0.0.1", self.port), _Handler, self)
-        self.port = int(self._httpd.server_address[1])
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"openai-standin-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and cut every connection, even mid-stream."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        self._stopping.set()
-        httpd.shutdown()
-        httpd.drop_connections()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> OpenAIStandIn:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def enqueue(self, *replies: ScriptedReply) -> None:
-        """Script the next chat replies, in order; when the queue is empty `responder` answers."""
-        with self._lock:
-            self._queue.extend(replies)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
     @property
     def chat_requests(self) -> list[dict[str, Any]]:
         """The JSON bodies of the chat-completion calls, oldest first."""
         return [r.json for r in self.requests if r.path.endswith("/chat/completions") and r.json is not None]
 
-    def _record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
 
-    def _next_reply(self, body: dict[str, Any]) -> ScriptedReply:
-        with self._lock:
-            if self._queue:
-                return self._queue.popleft()
-        return self.responder(body)
-
-
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that remembers its open connections so stop() can cut them."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[_Handler], standin: OpenAIStandIn) -> None:
-        self.standin = standin
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def drop_connections(self) -> None:
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("stand-in connection from %s ended with an error", client_address, exc_info=True)
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(StandInHandler):
     """Routes one request to /v1/models or /v1/chat/completions."""
 
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("stand-in: " + format, *args)
-
-    def do_GET(self) -> None:
-        self._route()
-
-    def do_POST(self) -> None:
-        self._route()
-
-    def _route(self) -> None:
+    def route(self) -> None:
         standin = self.server.standin
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except json.JSONDecodeError:
-            body = None
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        standin._record(RecordedRequest(self.command, self.path, headers, body if isinstance(body, dict) else None))
+        raw, body, headers = self.read_and_record()
         route = (self.command, self.path.split("?", 1)[0])
         if standin.api_key is not None and headers.get("authorization") != f"Bearer {standin.api_key}":
             self._send_json(401, error_body("Incorrect API key provided.", "invalid_request_error",
@@ -229,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
             # vLLM's words and shape for a model it does not serve
             self._send_json(404, error_body(f"The model `{model}` does not exist.", "NotFoundError", 404))
             return
-        reply = standin._next_reply(body)
+        reply = standin.next_reply(body)
         if reply.status != 200:
             self._send_json(reply.status, error_body(reply.error_message, reply.error_type, reply.error_code))
             return
@@ -240,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, _completion(model, reply, body))
 
     def _stream(self, events: list[dict[str, Any]], reply: ScriptedReply) -> None:
-        stopping = self.server.standin._stopping
+        stopping = self.server.standin.stopping
         delay = reply.delay_s or self.server.standin.chunk_delay_s
         lines = [f"data: {json.dumps(e, separators=(',', ':'))}\n\n" for e in events] + ["data: [DONE]\n\n"]
         if reply.error_after_chunks is not None:
@@ -310,3 +199,6 @@ def _completion(model: str, reply: ScriptedReply, body: dict[str, Any]) -> dict[
 
 def _model_entry(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 1754784000, "owned_by": "vllm", "max_model_len": 131072}
+
+
+OpenAIStandIn.handler = _Handler
