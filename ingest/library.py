@@ -21,16 +21,12 @@ from ingest.parsers import kind_for
 from ingest.pipeline import Ingester, IngestReport, absolute
 from ingest.scan import walk_files
 from rag.catalog import DocumentRow
-from rag.errors import ArchivistError
+from rag.errors import FolderError
 from rag.index import Index
 
 logger = logging.getLogger(__name__)
 
 FOLDERS_FILE = "folders.json"
-
-
-class FolderError(ArchivistError):
-    """A folder cannot be added to or removed from the library; the message says why."""
 
 
 def check_folder(folder: Path, watched: Sequence[Path]) -> str | None:

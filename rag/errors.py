@@ -5,6 +5,7 @@
     ├── IndexLockedError            another process owns the index (names it and its pid)
     ├── QuestionTooLong             the question alone does not fit the context window
     ├── OutsideLibrary              a path the page was asked to open lies outside the watched folders
+    ├── FolderError                 a folder cannot be added to or removed from the watched ones
     ├── PageImageError              a PDF page could not be drawn (missing page, encrypted, damaged)
     ├── DocumentError               one file could not be indexed; the run goes on
     │   ├── SkippedDocument         deliberately not indexed (unsupported type, too large)
@@ -39,6 +40,10 @@ class ConfigError(ArchivistError):
 
 class IndexLockedError(ArchivistError):
     """Another process is writing to the index in this data folder."""
+
+
+class FolderError(ArchivistError):
+    """A folder cannot be added to or removed from the library; the message says why."""
 
 
 class QuestionTooLong(ArchivistError):

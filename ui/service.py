@@ -22,7 +22,6 @@ from pathlib import Path
 from ingest.control import IndexingControl, Progress
 from ingest.library import (
     DocumentInfo,
-    FolderError,
     FolderStore,
     IndexCheck,
     IndexRepair,
@@ -37,7 +36,7 @@ from ingest.library import (
 from ingest.pipeline import FileResult, Ingester, Outcome, absolute
 from ingest.watch import Watcher
 from rag.answer import AnswerEvent, ask
-from rag.errors import ArchivistError, IndexLockedError, LLMError
+from rag.errors import ArchivistError, FolderError, IndexLockedError, LLMError
 from rag.index import Index
 from rag.llm import ChatModel
 from rag.lock import WriterLock

@@ -12,7 +12,6 @@ from ingest import library
 from ingest.library import (
     DiskFile,
     FailedFile,
-    FolderError,
     FolderStore,
     IndexCheck,
     check_folder,
@@ -24,6 +23,7 @@ from ingest.library import (
 from ingest.pipeline import Ingester
 from rag.catalog import Catalog, DocumentRow
 from rag.embedder import HashingEmbedder
+from rag.errors import FolderError
 from rag.index import Index
 from rag.retrieve import search
 from rag.settings import load_settings

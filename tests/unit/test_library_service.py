@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest.library import FailedFile, FolderError, FolderStore
+from ingest.library import FailedFile, FolderStore
 from ingest.pipeline import Outcome
 from rag import factory
 from rag.catalog import Catalog
 from rag.embedder import HashingEmbedder
-from rag.errors import ConfigError, IndexLockedError
+from rag.errors import ConfigError, FolderError, IndexLockedError
 from rag.index import Index
 from rag.llm import ChatModel, ScriptedChat
 from rag.lock import WriterLock
