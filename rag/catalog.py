@@ -289,6 +289,12 @@ class Catalog:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
 
+    def chunk_counts(self) -> dict[str, int]:
+        """Chunks per document id, in one grouped query (documents without chunks are absent)."""
+        with self._lock:
+            rows = self._db.execute("SELECT document_id, count(*) FROM chunks GROUP BY document_id").fetchall()
+        return {str(document_id): int(count) for document_id, count in rows}
+
     # ----- chunks -----
     def chunks_of(self, document_id: str) -> list[ChunkRow]:
         with self._lock:
