@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pypdf import PasswordType, PdfReader
-from pypdf.errors import DependencyError
+from pypdf.errors import DependencyError, PdfReadWarning
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, StreamObject
 
 from ingest.document import Block, PageTextCache, ParsedDocument
@@ -259,16 +259,26 @@ def _pypdf_messages() -> Iterator[list[str]]:
     propagate = pypdf_logger.propagate
     pypdf_logger.addHandler(handler)
     pypdf_logger.propagate = False
+    others: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 yield messages
             finally:
-                messages.extend(str(warning.message) for warning in caught)
+                # The record is process-wide: another thread's warning, or a ResourceWarning from garbage
+                # collected meanwhile, is not pypdf's and says nothing about this file.
+                for warning in caught:
+                    if issubclass(warning.category, PdfReadWarning) or "pypdf" in warning.filename:
+                        messages.append(str(warning.message))
+                    else:
+                        others.append(warning)
     finally:
         pypdf_logger.removeHandler(handler)
         pypdf_logger.propagate = propagate
+    for warning in others:
+        # Not re-raised: emitted again here they would meet this thread's filters, not their own module's.
+        logger.debug("warning while reading a PDF, not from pypdf: %s", warning.message)
     for message in messages:
         logger.debug("pypdf: %s", message)
 

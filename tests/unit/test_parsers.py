@@ -6,6 +6,7 @@ import io
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import docx
 import pytest
@@ -536,3 +537,20 @@ def test_a_first_paragraph_that_is_not_a_title_stays_text(text: str) -> None:
     document = parse_bytes(text.encode(), "text")
     assert all(block.headings == () for block in document.blocks)
     assert document.blocks[0].text == text.split("\n\n")[0]
+
+
+def test_a_warning_that_is_not_pypdfs_does_not_mark_the_pdf_damaged(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from ingest.parsers import pdf as pdf_parser
+
+    real_reader = pdf_parser.PdfReader
+
+    def reader_while_something_else_warns(*args: Any, **kwargs: Any) -> Any:
+        # What garbage collection does at any moment: an unclosed socket of someone else's, reported now.
+        warnings.warn("unclosed <socket.socket fd=16>", ResourceWarning, stacklevel=1)
+        return real_reader(*args, **kwargs)
+
+    monkeypatch.setattr(pdf_parser, "PdfReader", reader_while_something_else_warns)
+    document = parse_bytes(text_pdf([["Text here."]]), "pdf")
+    assert document.warnings == ()
