@@ -33,3 +33,16 @@ def enforce_offline() -> None:
 
 
 enforce_offline()
+
+
+def _guard_egress() -> None:
+    """Refuse connections off this machine, but to the servers the environment names (settings saved from
+    the page are added when the clients are built, see rag.factory)."""
+    from rag import egress
+
+    egress.install()
+    egress.allow_urls(os.environ.get(name) for name in (
+        "OLLAMA_HOST", "ARCHIVIST_OLLAMA_HOST", "ARCHIVIST_OPENAI_BASE_URL", "ARCHIVIST_CHROMA_URL"))
+
+
+_guard_egress()
