@@ -18,6 +18,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from rag import offline  # noqa: F401  (before anything imports chromadb or sentence_transformers)
 from rag.answer import Answer, AnswerDelta, Finished, PassagesFound, ReasoningDelta
+from rag.egress import refused_count
 from rag.errors import ArchivistError, LLMError
 from rag.prompt import Exchange
 from rag.retrieve import Filters, Hit
@@ -130,6 +131,10 @@ def sidebar(service: ArchivistService) -> Controls:
                                placeholder="All file types")
         where = settings.ollama_host if settings.llm == "ollama" else settings.openai_base_url
         st.caption(f"Model `{settings.model}` at `{where}`")
+        refused = refused_count()
+        st.caption(f":material/shield: Connections off this machine refused since start: **{refused}**",
+                   help="Archivist refuses every connection to another machine except the servers you configured "
+                        "(ARCHIVIST_EGRESS_LOG=<file> records each one).")
     return Controls(effort, sources, Filters(folder=folder, kinds=tuple(kinds)))
 
 

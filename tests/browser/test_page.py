@@ -79,6 +79,9 @@ def test_question_is_answered_with_reasoning_and_cited_sources(
 
     page.screenshot(path=str(artifacts / "answer.png"), full_page=True, animations="disabled")
     assert_only_local(urls)
+    # The server side too: its egress guard refused nothing, because nothing tried to leave.
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text("Connections off this machine refused since start: 0")).to_be_visible()
 
 
 def test_the_supporting_sentence_is_highlighted_and_a_follow_up_uses_the_conversation(

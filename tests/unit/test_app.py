@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -82,6 +83,8 @@ def test_empty_index_tells_how_to_add_documents(make_service: ServiceFactory) ->
     assert any("archivist ui ~/Documents" in info.value and "make run DOCS=~/Documents" in info.value
                for info in at.info)
     assert "**Documents indexed:** 0  \n**Failed:** 0 · **Skipped:** 0  \n**Chunks:** 0" in markdown_text(at)
+    assert any(re.search(r"Connections off this machine refused since start: \*\*\d+\*\*", caption.value)
+               for caption in at.caption)
     assert not at.error
 
 
