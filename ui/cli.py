@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     status = command("status", "Show what is indexed: documents by status, chunks, failures with reasons.")
     _json_option(status)
 
+    doctor = command(
+        "doctor", "Check this machine: Python and packages, the embedding model, the data folder, the index "
+        "(catalog against vectors), the LLM server, the model and its context length, refused connections; "
+        "with the fix for each problem. Exits 1 when something is broken.",
+    )
+    _json_option(doctor)
+
     evaluate = commands.add_parser(
         "eval", help="Measure retrieval on a public benchmark (BEIR format, FinanceBench).",
         description="Measure retrieval quality through the normal ingest and search paths.",
@@ -164,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {
             "ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "status": cmd_status,
             "watch": cmd_watch, "ui": cmd_ui, "pause": cmd_pause, "resume": cmd_resume, "eval": cmd_eval,
+            "doctor": cmd_doctor,
         }[args.command]
         return handler(args, settings)
     except ArchivistError as error:
@@ -282,6 +290,18 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     for notice in answer.notices:
         print(f"\n({notice})", file=sys.stderr)
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from ui.doctor import render, run_checks
+
+    findings = run_checks(settings)
+    if args.json:
+        _print_json({"findings": [finding.to_json() for finding in findings],
+                     "ok": all(finding.level != "problem" for finding in findings)})
+    else:
+        print(render(findings, settings.data_dir))
+    return 1 if any(finding.level == "problem" for finding in findings) else 0
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:

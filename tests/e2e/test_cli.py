@@ -161,6 +161,25 @@ def test_ask_about_something_not_in_the_documents_does_not_call_the_model(
     assert answer["found_relevant"] is False and answer["citations"] == [] and answer["passages"]
 
 
+def test_doctor_reports_every_part_and_the_fix_for_what_is_broken(indexed: tuple[Path, dict[str, object]]) -> None:
+    data_dir, _ = indexed
+    url = f"http://127.0.0.1:{free_port()}"
+    down = archivist("doctor", "--json", data_dir=data_dir, env=subprocess_env(OLLAMA_HOST=url))
+    assert down.returncode == 1, down.stderr
+    findings = {f["check"]: f for f in json.loads(down.stdout)["findings"]}
+    assert set(findings) == {"python", "packages", "embedding model", "data folder", "index", "language model",
+                             "egress"}
+    assert findings["language model"]["level"] == "problem" and "ollama serve" in findings["language model"]["detail"]
+    assert findings["index"]["level"] == "ok" and "catalog and vectors agree" in findings["index"]["detail"]
+    assert findings["egress"]["level"] == "ok"
+    with OllamaStandIn() as server:
+        up = archivist("doctor", data_dir=data_dir,
+                       env=subprocess_env(OLLAMA_HOST=server.url, ARCHIVIST_NUM_CTX="262144"))
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "[warning] language model: gpt-oss:20b at " in up.stdout
+    assert "Lower ARCHIVIST_NUM_CTX to 131,072 or less" in up.stdout
+
+
 def test_ask_without_ollama_says_exactly_what_to_do(indexed: tuple[Path, dict[str, object]]) -> None:
     data_dir, _ = indexed
     url = f"http://127.0.0.1:{free_port()}"
