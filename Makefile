@@ -55,6 +55,11 @@ $(VENV)/.dev-installed: $(VENV)/.installed
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@# unshare and ip: the zero-egress test runs everything in a network namespace with only loopback
+	@{ command -v unshare && command -v ip; } >/dev/null || { \
+	  echo "Installing util-linux and iproute2 for the network-namespace test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq util-linux iproute2 >/dev/null; }
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv with what the app needs (idempotent)

@@ -29,6 +29,7 @@ def open_default_index(settings: Settings) -> Index:
         lambda: make_embedder(settings),
         embed_batch_size=settings.embed_batch_size,
         model_name=model_name_for(settings.embedding_model_dir, settings.embedding_backend),
+        chroma_url=settings.chroma_url,
     )
     index.step_hook = crash_hook_from_environment()
     return index

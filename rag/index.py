@@ -331,12 +331,17 @@ def open_index(
     vectors: VectorStore | None = None,
     embed_batch_size: int = 64,
     model_name: str | None = None,
+    chroma_url: str | None = None,
 ) -> Index:
-    """The index in `data_dir`: the catalog file plus Chroma's folder, created on first use."""
-    from rag.vectors import ChromaVectorStore
+    """The index in `data_dir`: the catalog file plus Chroma's folder, created on first use; with
+    `chroma_url`, the vectors live on that Chroma server instead."""
+    from rag.vectors import ChromaServerVectorStore, ChromaVectorStore
 
-    catalog = Catalog(data_dir / "catalog.sqlite3")
     if vectors is None:
         name = model_name or (embedder.name if isinstance(embedder, Embedder) else "all-MiniLM-L6-v2")
-        vectors = ChromaVectorStore(data_dir / "chroma", name)
+        if chroma_url:
+            vectors = ChromaServerVectorStore(chroma_url, name)  # first: an unreachable server opens nothing
+        else:
+            vectors = ChromaVectorStore(data_dir / "chroma", name)
+    catalog = Catalog(data_dir / "catalog.sqlite3")
     return Index(catalog, vectors, embedder, embed_batch_size)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -44,6 +45,20 @@ def normalise_ollama_host(value: str) -> str:
     return f"{scheme}://{host}"
 
 
+def parse_chroma_url(url: str) -> tuple[str, int, bool]:
+    """`http://host:port` or `https://host[:port]` as (host, port, ssl); a ConfigError says what is wrong."""
+    problem = f"ARCHIVIST_CHROMA_URL={url!r} is not a Chroma server address like http://127.0.0.1:8000"
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ConfigError(problem)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(problem) from None
+    ssl = parts.scheme == "https"
+    return parts.hostname, port if port is not None else (443 if ssl else 8000), ssl
+
+
 class Settings(BaseSettings):
     """Everything Archivist can be told. Each field names its environment variable."""
 
@@ -52,6 +67,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default_factory=default_data_dir,
         description="Folder holding the index (catalog, vectors). ARCHIVIST_DATA_DIR.",
+    )
+    chroma_url: str | None = Field(
+        None,
+        description="A Chroma server (e.g. http://chroma:8000) to hold the vectors instead of the data folder; "
+        "the catalog stays local. ARCHIVIST_CHROMA_URL.",
     )
     # LLM
     llm: Literal["ollama", "openai"] = Field(
@@ -147,6 +167,17 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise_host(cls, value: str) -> str:
         return normalise_ollama_host(value)
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _check_chroma_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            parse_chroma_url(value)
+        except ConfigError:
+            raise ValueError("not a Chroma server address like http://127.0.0.1:8000") from None
+        return value.strip().rstrip("/")
 
     @field_validator("data_dir", "embedding_model_dir", "embedding_cache_dir")
     @classmethod

@@ -14,6 +14,8 @@ import numpy as np
 
 from rag import offline  # noqa: F401  (must precede chromadb)
 from rag.embedder import Vectors
+from rag.errors import ArchivistError
+from rag.settings import parse_chroma_url
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,10 @@ def collection_name(model_name: str) -> str:
     return f"chunks-{safe}"[:200]
 
 
+class VectorServerUnavailable(ArchivistError):
+    """The Chroma server named by ARCHIVIST_CHROMA_URL does not answer."""
+
+
 class ChromaVectorStore(VectorStore):
     """Chroma's embedded PersistentClient in the data folder, telemetry off; we supply every vector."""
 
@@ -63,18 +69,20 @@ class ChromaVectorStore(VectorStore):
         self._model_name = model_name
         self._open()
 
-    def _open(self) -> None:
+    def _connect(self) -> Any:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
-        path, model_name = self._path, self._model_name
-        path.mkdir(parents=True, exist_ok=True)
-        self._client: Any = chromadb.PersistentClient(
-            path=str(path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+        self._path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(
+            path=str(self._path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
         )
+
+    def _open(self) -> None:
+        self._client: Any = self._connect()
         # embedding_function=None: Chroma's default function would try to download an ONNX model.
         self._collection: Any = self._client.get_or_create_collection(
-            collection_name(model_name),
+            collection_name(self._model_name),
             configuration={"hnsw": {"space": "cosine"}},
             embedding_function=None,
         )
@@ -133,6 +141,39 @@ class ChromaVectorStore(VectorStore):
         another process has written."""
         self.close()
         self._open()
+
+
+class ChromaServerVectorStore(ChromaVectorStore):
+    """The same collection on a Chroma server (ARCHIVIST_CHROMA_URL) through its HTTP client, telemetry off;
+    nothing is written to the data folder."""
+
+    def __init__(self, url: str, model_name: str) -> None:
+        self._url = url
+        self._host, self._port, self._ssl = parse_chroma_url(url)
+        self._model_name = model_name
+        self._open()
+
+    def _connect(self) -> Any:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        try:
+            return chromadb.HttpClient(
+                host=self._host, port=self._port, ssl=self._ssl,
+                settings=ChromaSettings(anonymized_telemetry=False),
+            )
+        except Exception as error:  # chromadb raises a bare ValueError (or httpx's errors) when unreachable
+            raise VectorServerUnavailable(
+                f"No Chroma server answers at {self._url} ({error}). Start one with "
+                f"`chroma run --path DIR --port {self._port}`, or unset ARCHIVIST_CHROMA_URL to keep the "
+                "vectors in the data folder."
+            ) from None
+
+    def close(self) -> None:
+        pass  # the HTTP client holds no files, and the server's data outlives us
+
+    def reopen(self) -> None:
+        """Nothing to do: the server answers every query from its current state, whoever wrote it."""
 
 
 class InMemoryVectorStore(VectorStore):
