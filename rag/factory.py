@@ -6,6 +6,7 @@ import os
 import signal
 from collections.abc import Callable
 
+from rag.egress import allow_urls
 from rag.embedder import Embedder, SentenceTransformerEmbedder, model_name_for
 from rag.index import Index, open_index
 from rag.llm import ChatModel, OllamaChat
@@ -24,6 +25,7 @@ def make_embedder(settings: Settings) -> Embedder:
 
 def open_default_index(settings: Settings) -> Index:
     """The index in the settings' data folder; the embedding model loads on first use."""
+    allow_configured_servers(settings)
     index = open_index(
         settings.data_dir,
         lambda: make_embedder(settings),
@@ -56,8 +58,15 @@ def crash_hook_from_environment() -> Callable[[str], None] | None:
     return hook
 
 
+def allow_configured_servers(settings: Settings) -> None:
+    """The servers these settings name may be reached, wherever they are (see rag.egress)."""
+    allow_urls([settings.ollama_host if settings.llm == "ollama" else settings.openai_base_url,
+                getattr(settings, "chroma_url", None)])
+
+
 def make_chat(settings: Settings) -> ChatModel:
     """The chat model the settings ask for: Ollama, or any OpenAI-compatible server (ARCHIVIST_LLM=openai)."""
+    allow_configured_servers(settings)
     if settings.llm == "openai":
         return OpenAIChat(settings)
     return OllamaChat(settings)
