@@ -6,6 +6,7 @@
     ├── QuestionTooLong             the question alone does not fit the context window
     ├── OutsideLibrary              a path the page was asked to open lies outside the watched folders
     ├── FolderError                 a folder cannot be added to or removed from the watched ones
+    ├── VectorServerUnavailable     the Chroma server named by ARCHIVIST_CHROMA_URL does not answer
     ├── PageImageError              a PDF page could not be drawn (missing page, encrypted, damaged)
     ├── DocumentError               one file could not be indexed; the run goes on
     │   ├── SkippedDocument         deliberately not indexed (unsupported type, too large)
@@ -44,6 +45,10 @@ class IndexLockedError(ArchivistError):
 
 class FolderError(ArchivistError):
     """A folder cannot be added to or removed from the library; the message says why."""
+
+
+class VectorServerUnavailable(ArchivistError):
+    """The Chroma server named by ARCHIVIST_CHROMA_URL does not answer."""
 
 
 class QuestionTooLong(ArchivistError):

@@ -14,7 +14,7 @@ import numpy as np
 
 from rag import offline  # noqa: F401  (must precede chromadb)
 from rag.embedder import Vectors
-from rag.errors import ArchivistError
+from rag.errors import VectorServerUnavailable
 from rag.settings import parse_chroma_url
 
 logger = logging.getLogger(__name__)
@@ -53,10 +53,6 @@ def collection_name(model_name: str) -> str:
     """One collection per embedding model: vectors of different models never mix."""
     safe = re.sub(r"[^a-zA-Z0-9._-]+", "-", model_name).strip("-._") or "model"
     return f"chunks-{safe}"[:200]
-
-
-class VectorServerUnavailable(ArchivistError):
-    """The Chroma server named by ARCHIVIST_CHROMA_URL does not answer."""
 
 
 class ChromaVectorStore(VectorStore):
