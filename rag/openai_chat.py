@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -55,14 +56,8 @@ class OpenAIChat(ChatModel):
 
     def check(self) -> None:
         url = f"{self.base_url}/models"
-        try:
+        with self._transport_errors():
             response = self._client.get(url)
-        except httpx.ConnectError:
-            raise self._unavailable() from None
-        except httpx.TimeoutException:
-            raise self._timeout() from None
-        except httpx.HTTPError as error:
-            raise self._broken(error) from None
         if response.is_error:
             raise self._http_error(response.status_code, response.text, url)
         served = _model_ids(_json_or_none(response.text))
@@ -79,12 +74,17 @@ class OpenAIChat(ChatModel):
         url = f"{self.base_url}/chat/completions"
         body = self.request_body(messages, effort)
         logger.debug("POST %s model=%s effort=%s messages=%d", url, self.model, effort, len(messages))
+        with self._transport_errors(), self._client.stream("POST", url, json=body) as response:
+            if response.is_error:
+                response.read()
+                raise self._http_error(response.status_code, response.text, url)
+            yield from self._events(response.iter_lines())
+
+    @contextmanager
+    def _transport_errors(self) -> Iterator[None]:
+        """httpx's failures to reach or hear from the server, as the LLMError that says what to do."""
         try:
-            with self._client.stream("POST", url, json=body) as response:
-                if response.is_error:
-                    response.read()
-                    raise self._http_error(response.status_code, response.text, url)
-                yield from self._events(response.iter_lines())
+            yield
         except httpx.ConnectError:
             raise self._unavailable() from None
         except httpx.TimeoutException:
