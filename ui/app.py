@@ -27,7 +27,7 @@ from ui import library_page, settings_page
 from ui.files import download, mime_type, resolve_inside
 from ui.page_image import render_page
 from ui.service import ArchivistService
-from ui.state import get_service, plain
+from ui.state import get_service, page_service, plain
 
 EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
 MAX_SOURCES = 20
@@ -164,7 +164,8 @@ def show_sources(answer: Answer, key: str) -> None:
 def show_original(hit: Hit, quote: str, key: str) -> None:
     """For a PDF, the page itself with the quote marked (on request: rendering takes a moment); for every
     file, a button to download it. Only files inside the watched folders are ever read."""
-    roots = get_service().roots
+    service = get_service()
+    roots = service.roots
     try:
         path = resolve_inside(hit.path, roots)
     except ArchivistError as error:
@@ -173,8 +174,8 @@ def show_original(hit: Hit, quote: str, key: str) -> None:
     columns = st.columns([3, 2])
     if path.suffix.lower() == ".pdf" and columns[0].toggle(f"Show page {hit.page_start}", key=f"{key}-page"):
         try:
-            passwords = get_service().settings.pdf_passwords
-            image = render_page(path, hit.page_start, roots, quote=quote, passwords=passwords)
+            image = render_page(path, hit.page_start, roots, quote=quote,
+                                passwords=service.settings.pdf_passwords)
         except ArchivistError as error:
             st.caption(plain(str(error)))
         else:
@@ -311,11 +312,7 @@ def ask_page() -> None:
     st.title("Archivist", anchor=False)
     st.caption("Answers from your own documents, with the file, page and sentence they come from. "
                "Nothing leaves this machine.")
-    try:
-        service = get_service()
-    except ArchivistError as error:
-        st.error(str(error))
-        st.stop()
+    service = page_service()
     controls = sidebar(service)
 
     status = service.status()

@@ -11,7 +11,7 @@ import streamlit as st
 from ingest.library import IndexCheck
 from rag.errors import ArchivistError
 from ui.service import ArchivistService
-from ui.state import get_service, plain
+from ui.state import page_service, plain
 
 REFRESH = timedelta(seconds=2)
 STATUSES = ("indexed", "failed", "skipped")
@@ -19,11 +19,7 @@ STATUSES = ("indexed", "failed", "skipped")
 
 def render() -> None:
     st.title("Library", anchor=False)
-    try:
-        service = get_service()
-    except ArchivistError as error:
-        st.error(str(error))
-        st.stop()
+    service = page_service()
     indexing_progress(service)
     folders_section(service)
     documents_section(service)

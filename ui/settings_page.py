@@ -11,7 +11,7 @@ import streamlit as st
 
 from rag.errors import ArchivistError
 from ui.service import ArchivistService, SettingInfo
-from ui.state import get_service, plain
+from ui.state import page_service, plain
 
 SOURCE_LABELS = {"flag": "command line", "environment": "environment variable", "saved": "saved here",
                  "default": "default"}
@@ -20,11 +20,7 @@ EFFORTS = ("low", "medium", "high")
 
 def render() -> None:
     st.title("Settings", anchor=False)
-    try:
-        service = get_service()
-    except ArchivistError as error:
-        st.error(str(error))
-        st.stop()
+    service = page_service()
     rows = {row.name: row for row in service.setting_rows()}
     settings = service.settings
     with st.form("settings"):

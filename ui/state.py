@@ -14,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from rag import offline  # noqa: F401  (before anything heavy)
+from rag.errors import ArchivistError
 from ui.service import ArchivistService, current_service, open_service
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")
@@ -45,3 +46,13 @@ def get_service() -> ArchivistService:
         return injected  # tests: argv belongs to pytest then, not to us
     options = parse_options(sys.argv[1:])
     return shared_service(str(options.data_dir) if options.data_dir else None, tuple(map(str, options.paths)))
+
+
+def page_service() -> ArchivistService:
+    """The shared service for a page; when it cannot be opened, its message as the page's one banner, and the
+    page stops there."""
+    try:
+        return get_service()
+    except ArchivistError as error:
+        st.error(str(error))
+        st.stop()
