@@ -112,7 +112,7 @@ def evaluation_index(data_dir: Path, settings: Settings) -> Iterator[tuple[Index
 
 def _ingest(index: Index, settings: Settings, paths: list[Path], progress: ProgressFactory | None) -> float:
     ingester = Ingester(index, settings)
-    files, _ = ingester.plan(paths)
+    files = ingester.plan(paths).files
     sink = progress(len(files), "Indexing") if progress else _Silent()
     started = time.perf_counter()
     try:

@@ -12,11 +12,13 @@ import hashlib
 import logging
 import os
 import queue
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
 from ingest.chunk import chunk_blocks
 from ingest.control import IndexingControl
@@ -136,6 +138,14 @@ class IngestReport:
 ProgressCallback = Callable[[FileResult], None]
 
 
+class Plan(NamedTuple):
+    """What a run over some paths will look at."""
+
+    files: list[Path]
+    roots: list[Path]  # folders whose vanished documents are removed
+    unreadable: dict[str, str]  # folder -> why it could not be listed; nothing under it is removed
+
+
 def absolute(path: Path) -> Path:
     """Absolute and normalised, without resolving symlinks (the user's path is the document's name)."""
     return Path(os.path.abspath(path))
@@ -158,24 +168,38 @@ class Ingester:
         self.stopping.set()
 
     def is_gone(self, path: Path) -> bool:
-        """No longer a document on disk: deleted, or now a symbolic link that is not to be followed."""
-        if not os.path.lexists(path):
+        """No longer a document on disk: deleted, or now a symbolic link that is not to be followed.
+
+        A file that cannot be looked at (its folder's permissions changed, a drive's I/O error) is not gone:
+        `os.path.lexists` would say False, and what was indexed would be lost over a passing problem."""
+        try:
+            info = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
             return True
-        return not self.settings.follow_symlinks and os.path.islink(path)
+        except OSError:
+            return False
+        return not self.settings.follow_symlinks and stat.S_ISLNK(info.st_mode)
 
     # ----- whole runs -----
-    def plan(self, paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
-        """The files to look at, and the folders whose vanished documents should be removed."""
+    def plan(self, paths: Iterable[Path]) -> Plan:
+        """The files to look at, the folders whose vanished documents should be removed, and the folders that
+        could not be listed (their documents stay as they are)."""
         files: list[Path] = []
         roots: list[Path] = []
+        unreadable: dict[str, str] = {}
+
+        def note(folder: Path, error: OSError) -> None:
+            reason = "permission denied" if isinstance(error, PermissionError) else (error.strerror or str(error))
+            unreadable.setdefault(str(absolute(folder)), f"cannot open folder: {reason}")
+
         for given in paths:
             path = absolute(given)
             if path.is_dir():
                 roots.append(path)
-                files.extend(walk_files(path, follow_symlinks=self.settings.follow_symlinks))
+                files.extend(walk_files(path, follow_symlinks=self.settings.follow_symlinks, on_error=note))
             else:
                 files.append(path)  # a missing file is reported (or removed) when it is processed
-        return list(dict.fromkeys(files)), roots
+        return Plan(list(dict.fromkeys(files)), roots, unreadable)
 
     def ingest_paths(self, paths: Iterable[Path], on_file: ProgressCallback | None = None) -> IngestReport:
         """Bring the index in line with these files and folders (a folder's vanished files are removed).
@@ -184,8 +208,13 @@ class Ingester:
         embeds and writes: parsing (pure Python) overlaps the model's work, and the chunks of many small
         files are embedded together in full batches rather than one short batch per file.
         """
-        files, roots = self.plan(paths)
+        files, roots, unreadable = self.plan(paths)
         report = IngestReport()
+        for folder, reason in unreadable.items():
+            result = FileResult(folder, Outcome.FAILED, reason)
+            report.results.append(result)
+            if on_file is not None:
+                on_file(result)
         on_disk = {str(file) for file in files}
         control = self.control
         control.update(state="indexing", total=len(files), done=0, failed=0, force=True)

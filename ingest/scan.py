@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # Editors' and office suites' temporary and lock files, and partial downloads: never documents.
@@ -29,12 +29,27 @@ def is_ignored(path: Path, root: Path | None = None) -> bool:
     return any(is_ignored_name(part) for part in parts)
 
 
-def walk_files(root: Path, follow_symlinks: bool = False) -> Iterator[Path]:
-    """Every candidate file under `root`, sorted, skipping hidden folders; symlinks only if asked."""
+def walk_files(
+    root: Path, follow_symlinks: bool = False, on_error: Callable[[Path, OSError], None] | None = None
+) -> Iterator[Path]:
+    """Every candidate file under `root`, sorted, skipping hidden folders; symlinks only if asked.
+
+    A folder that cannot be listed (permission denied, gone meanwhile) is passed to `on_error` with the
+    error; without `on_error` it is skipped, as before. Either way the walk goes on with the rest."""
     seen_dirs: set[tuple[int, int]] = set()  # (device, inode): a symlink loop is visited once
-    for folder, dirnames, filenames in os.walk(root, followlinks=follow_symlinks):
+
+    def report(error: OSError) -> None:
+        if on_error is not None:
+            on_error(Path(error.filename) if error.filename is not None else root, error)
+
+    for folder, dirnames, filenames in os.walk(root, onerror=report, followlinks=follow_symlinks):
         if follow_symlinks:
-            info = os.stat(folder)
+            try:
+                info = os.stat(folder)
+            except OSError as error:
+                report(error)
+                dirnames[:] = []
+                continue
             if (info.st_dev, info.st_ino) in seen_dirs:
                 dirnames[:] = []
                 continue

@@ -3,6 +3,7 @@
     ArchivistError
     ├── ConfigError                 a setting is invalid
     ├── IndexLockedError            another process owns the index (names it and its pid)
+    ├── DataFolderError             the data folder cannot be created or written (permissions, a file there)
     ├── QuestionTooLong             the question alone does not fit the context window
     ├── OutsideLibrary              a path the page was asked to open lies outside the watched folders
     ├── FolderError                 a folder cannot be added to or removed from the watched ones
@@ -41,6 +42,10 @@ class ConfigError(ArchivistError):
 
 class IndexLockedError(ArchivistError):
     """Another process is writing to the index in this data folder."""
+
+
+class DataFolderError(ArchivistError):
+    """The data folder (where the index lives) cannot be created, read or written."""
 
 
 class FolderError(ArchivistError):

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from rag.errors import IndexLockedError
+from rag.errors import DataFolderError, IndexLockedError
 
 
 class WriterLock:
@@ -22,8 +22,11 @@ class WriterLock:
         self._fd: int | None = None
 
     def acquire(self) -> WriterLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise data_folder_error(self.path.parent, error) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -67,3 +70,17 @@ class WriterLock:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.release()
+
+
+def data_folder_error(data_dir: Path, error: OSError) -> DataFolderError:
+    """Why the data folder cannot be used, with what to do about it."""
+    if isinstance(error, PermissionError):
+        problem = "is not writable by you (permission denied)"
+    elif isinstance(error, (FileExistsError, NotADirectoryError)):
+        problem = "is not a folder (a file is in the way)"
+    else:
+        problem = f"cannot be used ({error.strerror or error})"
+    return DataFolderError(
+        f"The data folder {data_dir} {problem}. Choose another with --data-dir or ARCHIVIST_DATA_DIR, "
+        "or fix its permissions."
+    )

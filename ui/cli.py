@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rag import offline  # noqa: F401  (before anything heavy)
 from rag.errors import ArchivistError
 from rag.settings import Settings, load_settings
+from ui.terminal import clean, clean_line, json_text
 
 if TYPE_CHECKING:
     from rag.retrieve import Filters
@@ -38,8 +38,8 @@ answers questions with gpt-oss running in your local Ollama. Without Ollama it s
 EPILOG = """\
 The data folder is --data-dir, else $ARCHIVIST_DATA_DIR, else your user data folder. Ollama is reached at
 $OLLAMA_HOST (default http://127.0.0.1:11434) and the model is $ARCHIVIST_MODEL (default gpt-oss:20b).
-With --json, standard output carries exactly one JSON document; progress goes to standard error.
 """
+JSON_EPILOG = "With --json, standard output carries exactly one JSON document; progress goes to standard error.\n"
 
 
 def _data_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -65,11 +65,24 @@ def _filters(args: argparse.Namespace) -> Filters:
 
 def _json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    parser.epilog = (parser.epilog or EPILOG) + JSON_EPILOG
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="archivist", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="archivist", description=DESCRIPTION, epilog=EPILOG + JSON_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -87,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = command("search", "Find the passages that best match a query.")
     search.add_argument("query", metavar="QUERY")
-    search.add_argument("--k", type=int, default=None, metavar="N", help="how many passages (default 10)")
+    search.add_argument("--k", type=_positive, default=None, metavar="N", help="how many passages (default 10)")
     search.add_argument(
         "--mode", choices=["dense", "lexical", "hybrid"], default="hybrid",
         help="meaning (dense), exact words (lexical, BM25) or both fused (hybrid, the default)",
@@ -125,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     beir.add_argument("folder", type=Path, metavar="DIR")
     beir.add_argument("--split", default="test", help="which queries and judgements (default test)")
-    beir.add_argument("--limit", type=int, metavar="N", help="only the first N queries (a quick look)")
+    beir.add_argument("--limit", type=_positive, metavar="N", help="only the first N queries (a quick look)")
     financebench = benchmarks.add_parser(
         "financebench", help="FinanceBench: 10-K PDFs (DIR/pdfs) and questions with evidence pages.",
         description="Index all PDFs as one library, then count questions whose evidence page is retrieved.",
@@ -142,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grounding.add_argument("folder", type=Path, metavar="DIR", help="SciFact (corpus.jsonl, SPLIT/claims.jsonl)")
     grounding.add_argument("--split", choices=["train", "test"], default="test", help="which claims (default test)")
-    grounding.add_argument("--limit", type=int, metavar="N", help="only the first N claim-evidence pairs")
+    grounding.add_argument("--limit", type=_positive, metavar="N", help="only the first N claim-evidence pairs")
     _data_dir_option(grounding)
     _json_option(grounding)
 
@@ -160,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("query", "question"):
+        if isinstance(getattr(args, name, None), str) and not getattr(args, name).strip():
+            parser.error(f"the {name} is empty: say what to look for")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -175,7 +192,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         }[args.command]
         return handler(args, settings)
     except ArchivistError as error:
-        print(f"archivist: {error}", file=sys.stderr)
+        print(f"archivist: {clean(str(error))}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`archivist status | head`): stop quietly, as a program killed by SIGPIPE
+        # would. Standard output is pointed at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except OSError as error:
+        # A file-system problem no check foresaw (permissions, a full disk): one line, not a traceback.
+        logger.debug("file-system error", exc_info=True)
+        where = f": {error.filename}" if error.filename is not None else ""
+        print(f"archivist: {clean(error.strerror or str(error))}{clean(str(where))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("archivist: interrupted", file=sys.stderr)
@@ -183,14 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
-    sys.stdout.write("\n")
+    sys.stdout.write(json_text(data) + "\n")
 
 
 # ----- commands -----
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.control import IndexingControl
-    from ingest.pipeline import Ingester, Outcome
+    from ingest.pipeline import Ingester, IngestReport, Outcome, absolute
     from rag.factory import open_default_index
     from rag.lock import WriterLock
     from ui.progress import FileProgress
@@ -201,25 +229,34 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             print("Indexing is paused: waiting for `archivist resume`…", file=sys.stderr)
         index = open_default_index(settings)
         try:
+            # A path that is not there is a mistake to point out, unless it names something indexed: then
+            # ingesting it is how its document leaves the index.
+            not_found = [str(path) for path in args.paths if not os.path.lexists(path)
+                         and not index.catalog.documents(under=str(absolute(path)))]
+            paths = [path for path in args.paths if str(path) not in not_found]
             ingester = Ingester(index, settings)
-            files, _ = ingester.plan(args.paths)
-            with FileProgress(total=len(files), description="Indexing") as progress:
-                report = ingester.ingest_paths(args.paths, on_file=progress.advance)
+            plan = ingester.plan(paths)
+            with FileProgress(total=len(plan.files) + len(plan.unreadable), description="Indexing") as progress:
+                report = ingester.ingest_paths(paths, on_file=progress.advance) if paths else IngestReport()
             index.reconcile()
         finally:
             index.close()
     summary = report.to_json()
+    summary["not_found"] = not_found
+    status = 1 if not_found else 0
     if args.json:
         _print_json(summary)
-        return 0
+        return status
     problems = [(r.outcome.value, r.path, r.reason) for r in report.of(Outcome.FAILED, Outcome.SKIPPED)]
     print(
         f"{summary['indexed']} indexed, {summary['unchanged']} unchanged, {summary['removed']} removed, "
         f"{len(report.of(Outcome.FAILED))} failed, {len(report.of(Outcome.SKIPPED))} skipped."
     )
     for outcome, path, reason in problems:
-        print(f"  {outcome}: {path}: {reason}")
-    return 0
+        print(f"  {outcome}: {clean_line(path)}: {clean_line(reason or '')}")
+    for path in not_found:
+        print(f"archivist: no such file or folder: {clean_line(path)}", file=sys.stderr)
+    return status
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
@@ -237,8 +274,8 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     if not hits:
         print("No passages found. Is anything indexed? Try `archivist status`.")
     for hit in hits:
-        print(f"[{hit.rank}] {hit.path} ({hit.pages_label}) score {hit.score:.3f}")
-        print("    " + _shorten(hit.text, 300).replace("\n", " "))
+        print(f"[{hit.rank}] {clean_line(hit.path)} ({hit.pages_label}) score {hit.score:.3f}")
+        print("    " + clean_line(_shorten(hit.text, 300)))
     return 0
 
 
@@ -259,7 +296,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
                 print("(thinking…)", file=sys.stderr, flush=True)
                 thinking_shown = True
             elif isinstance(event, AnswerDelta) and not args.json:
-                print(event.text, end="", flush=True)
+                print(clean(event.text), end="", flush=True)
             elif isinstance(event, Finished):
                 answer = event.answer
     finally:
@@ -273,22 +310,23 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         if answer.passages:
             print("\nThe nearest passages:")
         for hit in answer.passages:
-            print(f"  {hit.path} ({hit.pages_label}): {_shorten(hit.text, 160)}".replace("\n", " "))
+            print(f"  {clean_line(hit.path)} ({hit.pages_label}): {clean_line(_shorten(hit.text, 160))}")
     if answer.citations:
         print("\nSources:")
         for citation in answer.citations:
             pages = f"p. {citation.page_start}" + (
                 f"–{citation.page_end}" if citation.page_end != citation.page_start else ""
             )
-            print(f"  [{citation.n}] {citation.path} ({pages}): “{_shorten(citation.quote, 160)}”")
+            quote = clean_line(_shorten(citation.quote, 160))
+            print(f"  [{citation.n}] {clean_line(citation.path)} ({pages}): “{quote}”")
     for label, texts in (("Not supported by the source it cites", answer.unsupported),
                          ("Without a citation", answer.uncited)):
         if texts:
             print(f"\n{label}:")
             for text in texts:
-                print(f"  - {_shorten(text, 160)}")
+                print(f"  - {clean_line(_shorten(text, 160))}")
     for notice in answer.notices:
-        print(f"\n({notice})", file=sys.stderr)
+        print(f"\n({clean(notice)})", file=sys.stderr)
     return 0
 
 
@@ -300,7 +338,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
         _print_json({"findings": [finding.to_json() for finding in findings],
                      "ok": all(finding.level != "problem" for finding in findings)})
     else:
-        print(render(findings, settings.data_dir))
+        print(clean(render(findings, settings.data_dir)))
     return 1 if any(finding.level == "problem" for finding in findings) else 0
 
 
@@ -341,20 +379,22 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json(data)
         return 0
-    print(f"Data folder: {settings.data_dir}")
+    print(f"Data folder: {clean_line(str(settings.data_dir))}")
     docs = data["documents"]
     print(f"Documents: {docs['indexed']} indexed, {docs['failed']} failed, {docs['skipped']} skipped")  # type: ignore[index]
     print(f"Chunks: {chunks}")
     if progress is not None:
         state = "paused" if data["paused"] else progress.state
         line = f"Indexing (pid {progress.pid}): {state}, {progress.done}/{progress.total} files"
+        if progress.current:
+            line += f", now {clean_line(progress.current)}"
         if progress.pending:
             line += f", {progress.pending} changes waiting"
         print(line)
     elif data["paused"]:
         print("Indexing is paused (`archivist resume` to continue).")
     for failure in failures:
-        print(f"  {failure['status']}: {failure['path']}: {failure['error']}")
+        print(f"  {failure['status']}: {clean_line(failure['path'])}: {clean_line(failure['error'] or '')}")
     return 0
 
 
@@ -378,7 +418,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         _print_json(result)
     else:
         for key, value in result.items():
-            print(f"{key}: {value}")
+            print(f"{key}: {clean_line(str(value))}")
     return 0
 
 
@@ -442,11 +482,11 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
     def on_file(result: FileResult) -> None:
         if result.outcome.value != "unchanged":
             reason = f" ({result.reason})" if result.reason else ""
-            print(f"{result.outcome.value}: {result.path}{reason}", file=sys.stderr, flush=True)
+            print(f"{result.outcome.value}: {clean_line(result.path + reason)}", file=sys.stderr, flush=True)
 
     def on_report(report: IngestReport) -> None:
         for path in report.removed:
-            print(f"removed: {path}", file=sys.stderr, flush=True)
+            print(f"removed: {clean_line(path)}", file=sys.stderr, flush=True)
 
     with WriterLock(settings.data_dir):
         _low_priority()
@@ -454,7 +494,8 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
         try:
             watcher = Watcher(Ingester(index, settings), args.paths, on_report=on_report, on_file=on_file)
             watcher.start()
-            print(f"Watching {', '.join(str(p) for p in watcher.roots)}. Press Ctrl-C to stop.", file=sys.stderr)
+            watching = clean_line(", ".join(str(p) for p in watcher.roots))
+            print(f"Watching {watching}. Press Ctrl-C to stop.", file=sys.stderr)
             while not stop.wait(0.5):
                 pass
             print("Stopping…", file=sys.stderr)

@@ -45,3 +45,34 @@ def test_ui_binds_to_loopback_without_telemetry_by_default(tmp_path: Path) -> No
     assert flags["--browser.gatherUsageStats"] == "false"
     assert flags["--client.toolbarMode"] == "minimal"
     assert command[-1] == str(tmp_path)
+
+
+@pytest.mark.parametrize("command", ["watch", "ui", "pause", "resume"])
+def test_help_mentions_json_only_where_there_is_json(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--json" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["ingest", "search", "ask", "status", "doctor"])
+def test_help_of_json_commands_says_what_json_does(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "exactly one JSON document" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("k", ["0", "-1", "two"])
+def test_a_passage_count_below_one_is_a_usage_error(k: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "anything", "--k", k])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--k" in err and ("at least 1" in err or "whole number" in err)
+
+
+@pytest.mark.parametrize(("command", "word"), [("search", "query"), ("ask", "question")])
+def test_an_empty_question_is_a_usage_error(command: str, word: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "   "])
+    assert exit_info.value.code == 2
+    assert f"the {word} is empty" in capsys.readouterr().err
