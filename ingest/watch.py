@@ -115,6 +115,7 @@ class Watcher:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._lifecycle = threading.Lock()  # start() and stop() one at a time
         self._observer: Observer | None = None  # type: ignore[valid-type]
         self._worker: threading.Thread | None = None
         self.ready = threading.Event()  # set once the first reconcile scan has finished
@@ -125,6 +126,15 @@ class Watcher:
 
     # ----- lifecycle -----
     def start(self) -> Watcher:
+        """Scan, then watch, in threads of its own. A watcher that was stopped (even before it started, as
+        a service closing during its start-up does) stays stopped: start() then does nothing."""
+        with self._lifecycle:
+            if self._stopping.is_set():
+                return self
+            self._start()
+        return self
+
+    def _start(self) -> None:
         observer = Observer()
         handler = _Handler(self._mark, reports_closes=_reports_closes(observer))
         for root in self.roots:
@@ -137,7 +147,6 @@ class Watcher:
         self._observer = observer
         self._worker = threading.Thread(target=self._run, name="archivist-watcher", daemon=True)
         self._worker.start()
-        return self
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop watching and wait until the worker has ended at a safe point (after the file in hand).
@@ -145,15 +154,17 @@ class Watcher:
         Returns only once nothing of this watcher writes any more, so the caller may close the index or start
         another watcher. With a `timeout`, raises WatcherStillRunning if the worker is still at work then (the
         caller must then leave the index open); stop() may be called again to keep waiting."""
-        self._stopping.set()
+        with self._lifecycle:  # a start() under way finishes first; none begins after this
+            self._stopping.set()
+            observer, worker = self._observer, self._worker
         self.ingester.stop()  # a long scan ends after the file in hand
         self._wake.set()
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join()  # its thread only marks paths: it ends at once
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout)
-            if self._worker.is_alive():
+        if observer is not None:
+            observer.stop()
+            observer.join()  # its thread only marks paths: it ends at once
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout)
+            if worker.is_alive():
                 raise WatcherStillRunning(
                     f"Indexing did not stop within {timeout:g} s (a large file is still being read); "
                     "the index stays open until it has."

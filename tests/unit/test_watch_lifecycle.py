@@ -101,3 +101,18 @@ def test_an_error_that_persists_is_retried_with_a_growing_wait_and_shown(tmp_pat
     assert ingester.scans == 8  # the first scan and 7 retries; the 8th wait ended with stop()
     assert watcher.last_error is not None
     assert "disk I/O error" in watcher.last_error and "trying again in" in watcher.last_error
+
+
+def test_a_watcher_stopped_before_it_started_never_starts(tmp_path: Path) -> None:
+    # The service's start-up thread may reach start() after close() has stopped the watcher.
+    settings = Settings(data_dir=tmp_path / "data")
+    index = make_index(settings.data_dir)
+    ingester = BlockedIngester(index, settings)
+    watcher = Watcher(ingester, [tmp_path / "docs"])
+    watcher.stop()
+    watcher.start()
+    try:
+        assert not watcher.running and not ingester.entered.is_set()
+    finally:
+        ingester.gate.set()
+        index.close()
