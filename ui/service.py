@@ -1,11 +1,11 @@
 """The background service behind the page: one index, one watcher and one LLM client per server process.
 
-Every browser session of a Streamlit server shares the same service (the app creates it once, through
-`st.cache_resource`), so the folders are watched and indexed once, however many tabs are open. This module
-knows nothing of Streamlit, so it can be built and tested as plain Python.
+Every browser session of a Streamlit server shares the same service (`process_service`), opened when the
+server starts (ui/server.py), so the folders are watched and indexed once, however many tabs are open, and
+whether or not any is. This module knows nothing of Streamlit, so it can be built and tested as plain Python.
 
 Tests hand the page a service made of in-memory fakes with `inject(service)`; `current_service()` returns
-that service, if any, before the app falls back to building the real one.
+that service, if any, before the app falls back to the process's real one.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What every page of the app shares: the one background service per server process, and text helpers.
 
-Kept out of ui/app.py, which Streamlit runs as `__main__`: the pages import this module, and a cached
-service defined in `__main__` would be a second, separate cache.
+Kept out of ui/app.py, which Streamlit runs as `__main__` on every page load: the service itself lives in
+ui/service.py (`process_service`), opened once per process when the server starts (ui/server.py).
 """
 
 from __future__ import annotations
