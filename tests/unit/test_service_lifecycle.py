@@ -6,14 +6,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from ingest.control import IndexingControl, Progress, indexing_notice
+from ingest.pipeline import Ingester, IngestReport, ProgressCallback
+from ingest.watch import Watcher
 from rag.answer import Answer, Finished
 from rag.catalog import Catalog
 from rag.embedder import HashingEmbedder
@@ -248,3 +251,55 @@ def test_the_server_entry_takes_the_app_options_after_the_separator() -> None:
     assert command[1:3] == ["-m", "ui.server"]
     assert app_arguments(command[3:]) == ["--data-dir", "/data", "/docs"]
     assert os.path.basename(command[0]).startswith("python")
+
+
+# ----- stop means stopped -----
+class GatedIngester(Ingester):
+    """Its first scan holds on until the test opens `gate`, whatever stop() says (a file slow to read)."""
+
+    def __init__(self, index: Index, settings: Settings) -> None:
+        super().__init__(index, settings)
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def ingest_paths(self, paths: Iterable[Path], on_file: ProgressCallback | None = None) -> IngestReport:
+        self.entered.set()
+        self.gate.wait()
+        return IngestReport()
+
+
+class WatchfulIndex(Index):
+    """Notes whether a watcher was still at work when the index was closed."""
+
+    watcher: Watcher | None = None
+    closed_under_a_running_watcher = False
+
+    def close(self) -> None:
+        if self.watcher is not None and self.watcher.running:
+            self.closed_under_a_running_watcher = True
+        super().close()
+
+
+@pytest.mark.slow
+def test_close_waits_for_the_watcher_before_closing_the_index(settings: Settings, docs: Path) -> None:
+    index = WatchfulIndex(Catalog(settings.data_dir / "catalog.sqlite3"), InMemoryVectorStore(), HashingEmbedder())
+    ingester = GatedIngester(index, settings)
+
+    class Service(ArchivistService):
+        def _new_watcher(self) -> Watcher | None:
+            index.watcher = Watcher(ingester, self.roots)
+            return index.watcher
+
+    service = Service(settings, index, ScriptedChat(), [docs], lock=WriterLock(settings.data_dir).acquire())
+    service.start()
+    assert ingester.entered.wait(30)
+    # The file in hand takes longer than any deadline the old close() allowed the watcher (10 s).
+    opener = threading.Timer(12.0, ingester.gate.set)
+    opener.start()
+    try:
+        service.close()
+    finally:
+        ingester.gate.set()
+        opener.cancel()
+    assert not index.closed_under_a_running_watcher
+    assert index.watcher is not None and not index.watcher.running
