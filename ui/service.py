@@ -174,8 +174,14 @@ class ArchivistService:
                 logger.info("the writer lock is free: this process indexes from now on")
                 self.note = None
                 self._started.wait()  # start-up (model load) first, so the embedder is loaded once
-                self.index.refresh()  # the other process wrote: see its vectors before writing ours
                 self._rewatching.set()
+                try:
+                    self.index.refresh()  # the other process wrote: see its vectors before writing ours
+                except Exception as error:  # shown on the page rather than lost in a thread
+                    logger.exception("taking over indexing failed")
+                    self.recent_problems.append(f"could not start indexing: {error}")
+                    self._rewatching.clear()
+                    return
                 self._start_watcher()
                 return
 
