@@ -177,12 +177,12 @@ class ArchivistService:
                 self._rewatching.set()
                 try:
                     self.index.refresh()  # the other process wrote: see its vectors before writing ours
+                    self._start_watcher()
                 except Exception as error:  # shown on the page rather than lost in a thread
                     logger.exception("taking over indexing failed")
                     self.recent_problems.append(f"could not start indexing: {error}")
+                finally:
                     self._rewatching.clear()
-                    return
-                self._start_watcher()
                 return
 
     def _start(self) -> None:
