@@ -107,7 +107,7 @@ class OllamaChat(ChatModel):
         self.model = settings.model
         self.where = settings.ollama_host
         self._client = ollama.Client(host=settings.ollama_host, timeout=settings.llm_timeout_s)
-        self._closer = IdleCloser(self._client._client.close)  # ollama.Client keeps its httpx.Client there
+        self._closer = IdleCloser(self._client.close)  # closes its httpx.Client
 
     def close(self) -> None:
         self._closer.close()
