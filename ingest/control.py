@@ -107,6 +107,22 @@ def read_progress(data_dir: Path) -> Progress | None:
     return progress
 
 
+def indexing_notice(progress: Progress | None, starting: bool = False) -> str | None:
+    """What an answer given now should say about indexing under way (None when there is nothing to say).
+
+    `progress` is the indexing process's board (its own, or `read_progress` from another process);
+    `starting`: indexing is known to be under way even if the board does not count files yet (the model
+    is loading, or the scan is listing the folders)."""
+    counting = progress is not None and progress.state in ("indexing", "paused") and progress.total > 0
+    if counting and progress is not None and progress.done < progress.total:
+        paused = " (paused)" if progress.state == "paused" else ""
+        return (f"Still indexing{paused}: {progress.done:,} of {progress.total:,} files; answers may change "
+                "as the rest is read.")
+    if starting or (progress is not None and progress.state == "indexing"):
+        return "Still indexing your documents; answers may change as the rest is read."
+    return None
+
+
 def lower_thread_priority(niceness: int = 10) -> None:
     """Let indexing yield the CPU to the person's own work (and to answering questions).
 

@@ -21,8 +21,23 @@ from watchdog.observers import Observer
 
 from ingest.control import lower_thread_priority
 from ingest.pipeline import FileResult, Ingester, IngestReport, absolute, is_candidate
+from rag.errors import ArchivistError
 
 logger = logging.getLogger(__name__)
+
+RETRY_FIRST_SECONDS = 1.0  # after an error, the first rescan waits this long ...
+RETRY_MAX_SECONDS = 60.0  # ... and each further failure doubles the wait, up to this
+
+
+class WatcherStillRunning(ArchivistError):
+    """The watcher's worker did not reach a safe point in time; the index must stay open while it runs."""
+
+
+def retry_delay(failures: int, first: float = RETRY_FIRST_SECONDS, cap: float = RETRY_MAX_SECONDS) -> float:
+    """Seconds to wait before the rescan after `failures` failures in a row: doubling, capped."""
+    if failures <= 0:
+        return 0.0
+    return float(min(first * 2 ** min(failures - 1, 32), cap))
 
 
 @dataclass
@@ -84,6 +99,7 @@ class Watcher:
         open_file_grace_seconds: float = 10.0,
         on_report: Callable[[IngestReport], None] | None = None,
         on_file: Callable[[FileResult], None] | None = None,
+        wait_before_retry: Callable[[float], bool] | None = None,
     ) -> None:
         self.ingester = ingester
         self.roots = [absolute(root) for root in roots]
@@ -99,13 +115,26 @@ class Watcher:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._lifecycle = threading.Lock()  # start() and stop() one at a time
         self._observer: Observer | None = None  # type: ignore[valid-type]
         self._worker: threading.Thread | None = None
         self.ready = threading.Event()  # set once the first reconcile scan has finished
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # the error that made the last scan fail; None once one succeeds
+        self.failures = 0  # failed attempts in a row; the next rescan waits retry_delay(failures)
+        # Waits out a retry delay; returns True when stop() was called meanwhile. Tests pass one that records.
+        self._wait_before_retry = wait_before_retry or self._stopping.wait
 
     # ----- lifecycle -----
     def start(self) -> Watcher:
+        """Scan, then watch, in threads of its own. A watcher that was stopped (even before it started, as
+        a service closing during its start-up does) stays stopped: start() then does nothing."""
+        with self._lifecycle:
+            if self._stopping.is_set():
+                return self
+            self._start()
+        return self
+
+    def _start(self) -> None:
         observer = Observer()
         handler = _Handler(self._mark, reports_closes=_reports_closes(observer))
         for root in self.roots:
@@ -118,17 +147,33 @@ class Watcher:
         self._observer = observer
         self._worker = threading.Thread(target=self._run, name="archivist-watcher", daemon=True)
         self._worker.start()
-        return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop watching and wait until the worker has ended at a safe point (after the file in hand).
+
+        Returns only once nothing of this watcher writes any more, so the caller may close the index or start
+        another watcher. With a `timeout`, raises WatcherStillRunning if the worker is still at work then (the
+        caller must then leave the index open); stop() may be called again to keep waiting."""
+        with self._lifecycle:  # a start() under way finishes first; none begins after this
+            self._stopping.set()
+            observer, worker = self._observer, self._worker
         self.ingester.stop()  # a long scan ends after the file in hand
         self._wake.set()
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout)
-        if self._worker is not None:
-            self._worker.join(timeout)
+        if observer is not None:
+            observer.stop()
+            observer.join()  # its thread only marks paths: it ends at once
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout)
+            if worker.is_alive():
+                raise WatcherStillRunning(
+                    f"Indexing did not stop within {timeout:g} s (a large file is still being read); "
+                    "the index stays open until it has."
+                )
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker thread is still alive (it may write to the index)."""
+        return self._worker is not None and self._worker.is_alive()
 
     def __enter__(self) -> Watcher:
         return self.start()
@@ -165,9 +210,16 @@ class Watcher:
 
     def _run(self) -> None:
         lower_thread_priority()
-        self._reconcile()
+        rescan = not self._reconcile()
         self.ready.set()
         while not self._stopping.is_set():
+            if rescan:
+                # An error left the index out of step with the disk: rescan, but only after a wait that
+                # doubles with each failure in a row, so an error that persists does not loop at full speed.
+                if self._wait_before_retry(retry_delay(self.failures)):
+                    return  # stopped while waiting
+                rescan = not self._reconcile()
+                continue
             self._wake.wait(timeout=self._next_look())
             self._wake.clear()
             self.ingester.control.update(pending=self.pending)
@@ -176,20 +228,29 @@ class Watcher:
             try:
                 self._process(self._settled())
             except Exception as error:
-                self.last_error = str(error)
-                logger.exception("watcher error; re-scanning to recover")
-                self._reconcile()
+                self._failed(error, "watcher error; re-scanning to recover")
+                rescan = True
 
-    def _reconcile(self) -> None:
+    def _failed(self, error: Exception, what: str) -> None:
+        self.failures += 1
+        delay = retry_delay(self.failures)
+        self.last_error = f"Indexing failed: {error} (attempt {self.failures}; trying again in {delay:g} s)"
+        logger.exception("%s (retrying in %g s)", what, delay)
+
+    def _reconcile(self) -> bool:
+        """Scan the roots and apply what changed; False when it failed (the error is kept for the status)."""
         try:
             report = self.ingester.ingest_paths(self.roots, on_file=self.on_file)
+            if self._stopping.is_set():
+                return True  # stopped mid-scan: the next start scans again
             self.ingester.index.reconcile()
         except Exception as error:
-            self.last_error = str(error)
-            logger.exception("reconcile scan failed")
-            return
+            self._failed(error, "reconcile scan failed")
+            return False
+        self.failures, self.last_error = 0, None
         if self.on_report is not None:
             self.on_report(report)
+        return True
 
     def _settled(self) -> list[Path]:
         """Dirty paths that have been quiet long enough and whose size and mtime held still."""

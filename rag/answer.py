@@ -17,7 +17,7 @@ from rag.errors import LLMError
 from rag.followup import accept_rewrite, joined_query, needs_context, rewrite_messages
 from rag.grounding import AnswerSentence, citations_for, ground_sentences
 from rag.index import Index
-from rag.llm import ChatModel, Delta, Usage
+from rag.llm import INCOMPLETE, ChatModel, Delta, Usage
 from rag.prompt import NOT_IN_DOCUMENTS, Exchange, build_prompt
 from rag.retrieve import Filters, Hit, search
 from rag.settings import Effort, Settings
@@ -210,7 +210,12 @@ def _check_usage(answer: Answer, settings: Settings) -> None:
         elif answer.estimated_prompt_tokens is not None and answer.prompt_tokens > answer.estimated_prompt_tokens:
             logger.warning("prompt took %d tokens, more than the estimate of %d", answer.prompt_tokens,
                            answer.estimated_prompt_tokens)
-    if answer.done_reason == "length":
+    if answer.done_reason == INCOMPLETE:
+        answer.notices.append(
+            "The reply ended early: the LLM server stopped sending before it had finished, so the answer may be "
+            "cut short. Try again; if it keeps happening, look at the server's log (out of memory, restarted)."
+        )
+    elif answer.done_reason == "length":
         what = "before writing any answer" if not answer.answer else "before finishing the answer"
         answer.notices.append(
             f"The model ran out of tokens {what} (ARCHIVIST_NUM_PREDICT={settings.num_predict:,}). "

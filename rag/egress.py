@@ -36,12 +36,18 @@ class EgressRefused(ArchivistError, ConnectionRefusedError):
     """A connection off this machine that nobody configured; refused before any packet left."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Policy:
-    """Which addresses a connection may go to: loopback always, plus the configured servers."""
+    """Which addresses a connection may go to: loopback always, plus the configured servers.
 
-    addresses: set[str] = field(default_factory=set)  # resolved IP addresses of configured servers
-    names: set[str] = field(default_factory=set)  # their host names, resolved again when a connection is refused
+    Never changed in place: a change builds a new Policy under _STATE.lock and swaps it in, so the hook (which
+    runs in every thread, on every connect) reads one consistent policy without taking the lock."""
+
+    addresses: frozenset[str] = frozenset()  # resolved IP addresses of configured servers
+    names: frozenset[str] = frozenset()  # their host names, resolved again when a connection is refused
+
+    def adding(self, names: Iterable[str] = (), addresses: Iterable[str] = ()) -> Policy:
+        return Policy(self.addresses | frozenset(addresses), self.names | frozenset(names))
 
     def allows(self, host: str) -> bool:
         try:
@@ -94,11 +100,13 @@ def allow_urls(urls: Iterable[str | None]) -> None:
         host = urlsplit(url if "://" in url else f"http://{url}").hostname
         if not host:
             continue
-        with _STATE.lock:
-            _STATE.policy.names.add(host)
-        addresses = _resolve(host)
-        with _STATE.lock:
-            _STATE.policy.addresses |= addresses
+        _allow(names=[host])
+        _allow(addresses=_resolve(host))  # resolved outside the lock: DNS may take a while
+
+
+def _allow(names: Iterable[str] = (), addresses: Iterable[str] = ()) -> None:
+    with _STATE.lock:
+        _STATE.policy = _STATE.policy.adding(names, addresses)
 
 
 def _where() -> str:
@@ -129,11 +137,11 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     if event not in _EVENTS:  # every audited event passes here (open, import, ...): leave fast
         return
     target = destination(event, args)
-    if target is None or _STATE.policy.allows(target[0]):
+    policy = _STATE.policy  # one snapshot: another thread may swap in a new policy meanwhile
+    if target is None or policy.allows(target[0]):
         return
     # A configured name may not have resolved when it was allowed, or may have moved: look again once.
-    for name in list(_STATE.policy.names):
-        _STATE.policy.addresses |= _resolve(name)
+    _allow(addresses={address for name in policy.names for address in _resolve(name)})
     if not _STATE.policy.allows(target[0]):
         _refuse(*target)
 

@@ -75,6 +75,9 @@ class Embedder(ABC):
     def count_tokens(self, text: str) -> int:
         """How many of the model's own tokens `text` takes (without special tokens)."""
 
+    def close(self) -> None:  # noqa: B027 (optional: most embedders hold no threads)
+        """End the threads the model runs on (Index.close calls this); embedding again starts new ones."""
+
     def embed(
         self,
         texts: Sequence[str],
@@ -182,6 +185,10 @@ class SentenceTransformerEmbedder(Embedder):
 
     def count_tokens(self, text: str) -> int:
         return self._cached_count(text)
+
+    def close(self) -> None:
+        if isinstance(self._runner, _OnnxRunner):
+            self._runner.close()
 
     def embed_short(self, texts: Sequence[str]) -> Vectors:
         if not texts:
@@ -293,6 +300,14 @@ class _OnnxRunner:
         self.workers = threads or _cpu_count()
         # Made on first use, so its threads start from (and share the priority of) the thread that embeds.
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Shut the thread pool down (after the calls in flight); the next encode makes a new one."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def encode(self, texts: list[str], group_same_length: bool = False) -> Vectors:
         """Each text runs alone by default: the int8 model quantises activations with one scale per call,
@@ -317,9 +332,11 @@ class _OnnxRunner:
             for group in groups:
                 result[group] = run(group)
             return result
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="archivist-embed")
-        for group, vectors in zip(groups, self._pool.map(run, groups), strict=True):
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="archivist-embed")
+            pool = self._pool
+        for group, vectors in zip(groups, pool.map(run, groups), strict=True):
             result[group] = vectors
         return result
 

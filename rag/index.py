@@ -126,6 +126,7 @@ class Index:
         # A test-only hook to stop at named steps (crash tests); None in normal use.
         self.step_hook: Callable[[str], None] | None = None
         self._seen_version: int | None = catalog.data_version()
+        self._refresh_lock = threading.Lock()
 
     @property
     def embedder(self) -> Embedder:
@@ -136,15 +137,20 @@ class Index:
             return self._embedder
 
     def close(self) -> None:
+        if isinstance(self._embedder, Embedder):
+            self._embedder.close()  # its thread pool (a model never loaded has none)
         self.vectors.close()
         self.catalog.close()
 
     def refresh(self) -> None:
-        """Before reading: if another process wrote since we last looked, reload the vector store."""
-        version = self.catalog.data_version()
-        if self._seen_version is not None and version != self._seen_version:
-            self.vectors.reopen()
-        self._seen_version = version
+        """Before reading: if another process wrote since we last looked, reload the vector store.
+        One refresh at a time: page sessions searching at once reopen the store once, not once each (the
+        store itself keeps queries out while it reopens)."""
+        with self._refresh_lock:
+            version = self.catalog.data_version()
+            if self._seen_version is not None and version != self._seen_version:
+                self.vectors.reopen()
+            self._seen_version = version
 
     def _step(self, name: str) -> None:
         if self.step_hook is not None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,10 +35,46 @@ class Usage:
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    done_reason: str | None = None
+    done_reason: str | None = None  # stop | length | INCOMPLETE (the stream ended without its end marker)
 
+
+INCOMPLETE = "incomplete"  # Usage.done_reason of a reply whose stream ended before the server said it was done
 
 StreamEvent = Delta | Usage
+
+
+class IdleCloser:
+    """Closes a client once no reply streams through it any more: a chat model replaced on the Settings page
+    may still be answering another page session, which must not have its connection cut."""
+
+    def __init__(self, close: Callable[[], None]) -> None:
+        self._close = close
+        self._lock = threading.Lock()
+        self._active = 0
+        self._closing = False
+        self.closed = False
+
+    @contextmanager
+    def streaming(self) -> Iterator[None]:
+        with self._lock:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                last = self._closing and self._active == 0 and not self.closed
+                self.closed = self.closed or last
+            if last:
+                self._close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            now = self._active == 0 and not self.closed
+            self.closed = self.closed or now
+        if now:
+            self._close()
 
 
 class ChatModel(ABC):
@@ -50,6 +88,9 @@ class ChatModel(ABC):
 
     def check(self) -> None:  # noqa: B027 (optional: a fake has nothing to check)
         """Raise the LLMError a request would raise (server down, model missing), cheaply and early."""
+
+    def close(self) -> None:  # noqa: B027 (optional: a fake holds no connections)
+        """Release the client's connections (after the replies still streaming have ended)."""
 
     def complete(self, messages: Sequence[Message], effort: Effort) -> str:
         """The whole answer text of one reply (its reasoning discarded), for short helper requests."""
@@ -66,6 +107,10 @@ class OllamaChat(ChatModel):
         self.model = settings.model
         self.where = settings.ollama_host
         self._client = ollama.Client(host=settings.ollama_host, timeout=settings.llm_timeout_s)
+        self._closer = IdleCloser(self._client.close)  # closes its httpx.Client
+
+    def close(self) -> None:
+        self._closer.close()
 
     def options(self) -> dict[str, Any]:
         # num_ctx on every request: Ollama's default (4k-8k) would silently truncate the sources.
@@ -94,17 +139,22 @@ class OllamaChat(ChatModel):
         import ollama
 
         try:
-            chunks = self._client.chat(
-                model=self.model, messages=list(messages), stream=True, think=effort, options=self.options(),
-                keep_alive="10m",
-            )
-            for chunk in chunks:
-                message = chunk.message
-                if message.thinking or message.content:
-                    yield Delta(thinking=message.thinking or "", content=message.content or "")
-                if chunk.done:
-                    yield Usage(chunk.prompt_eval_count, chunk.eval_count, chunk.done_reason)
-                    return
+            with self._closer.streaming():
+                chunks = self._client.chat(
+                    model=self.model, messages=list(messages), stream=True, think=effort,
+                    options=self.options(), keep_alive="10m",
+                )
+                for chunk in chunks:
+                    message = chunk.message
+                    if message.thinking or message.content:
+                        yield Delta(thinking=message.thinking or "", content=message.content or "")
+                    if chunk.done:
+                        yield Usage(chunk.prompt_eval_count, chunk.eval_count, chunk.done_reason)
+                        return
+            # The server closed the stream without its final `done` chunk (stopped, out of memory): every
+            # stream still ends with a Usage, so the answer can say it was cut short.
+            logger.warning("Ollama at %s ended a reply without its final chunk", self.where)
+            yield Usage(None, None, INCOMPLETE)
         except ollama.ResponseError as error:
             raise self._translate(error) from None
         except (httpx.ConnectError, ConnectionError):

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from rag.errors import LLMError, LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
-from rag.llm import ChatModel, Delta, Message, StreamEvent, Usage
+from rag.llm import INCOMPLETE, ChatModel, Delta, IdleCloser, Message, StreamEvent, Usage
 from rag.settings import Effort, Settings
 
 logger = logging.getLogger(__name__)
@@ -37,9 +37,11 @@ class OpenAIChat(ChatModel):
         if settings.openai_api_key:
             headers["Authorization"] = f"Bearer {settings.openai_api_key}"
         self._client = httpx.Client(headers=headers, timeout=settings.llm_timeout_s, transport=transport)
+        self._closer = IdleCloser(self._client.close)
 
     def close(self) -> None:
-        self._client.close()
+        """Close the connections once the replies still streaming have ended."""
+        self._closer.close()
 
     def request_body(self, messages: Sequence[Message], effort: Effort) -> dict[str, Any]:
         """The JSON sent for one reply; the context size is the server's to set, so it is not sent."""
@@ -74,7 +76,8 @@ class OpenAIChat(ChatModel):
         url = f"{self.base_url}/chat/completions"
         body = self.request_body(messages, effort)
         logger.debug("POST %s model=%s effort=%s messages=%d", url, self.model, effort, len(messages))
-        with self._transport_errors(), self._client.stream("POST", url, json=body) as response:
+        with self._closer.streaming(), self._transport_errors(), \
+                self._client.stream("POST", url, json=body) as response:
             if response.is_error:
                 response.read()
                 raise self._http_error(response.status_code, response.text, url)
@@ -134,14 +137,12 @@ class OpenAIChat(ChatModel):
             if choice.get("finish_reason"):
                 finish_reason = str(choice["finish_reason"])
         if not done and finish_reason is None:
-            raise LLMResponseError(
-                f"The server at {self.where} ended the reply before finishing it. "
-                "Look at the server's log; it may have run out of memory or been stopped."
-            )
+            # Cut off (stopped, out of memory): keep what came, and say so through the Usage, as for Ollama.
+            logger.warning("the server at %s ended a reply before finishing it", self.where)
         yield Usage(
             _int_or_none(usage.get("prompt_tokens")),
             _int_or_none(usage.get("completion_tokens")),
-            "length" if finish_reason == "length" else "stop",
+            INCOMPLETE if not done and finish_reason is None else "length" if finish_reason == "length" else "stop",
         )
 
     def _http_error(self, status: int, text: str, url: str) -> LLMError:

@@ -4,6 +4,7 @@ both fused by reciprocal rank fusion, with a cap on chunks per document and opti
 from __future__ import annotations
 
 import re
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
@@ -189,7 +190,27 @@ def named_documents(index: Index, query: str, minimum: int) -> tuple[str, ...]:
 
 # The lexical arm runs here while the calling thread embeds the query and asks Chroma: SQLite, ONNX Runtime
 # and Chroma all release the GIL, so a hybrid search takes about as long as its slower arm, not the sum.
-_LEXICAL_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="archivist-lexical")
+# Made on first use, closed by close_lexical_pool() (the page's service does on close); a search after that
+# makes a new one.
+_LEXICAL_POOL: ThreadPoolExecutor | None = None
+_LEXICAL_POOL_LOCK = threading.Lock()
+
+
+def _lexical_pool() -> ThreadPoolExecutor:
+    global _LEXICAL_POOL
+    with _LEXICAL_POOL_LOCK:
+        if _LEXICAL_POOL is None:
+            _LEXICAL_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="archivist-lexical")
+        return _LEXICAL_POOL
+
+
+def close_lexical_pool() -> None:
+    """End the lexical arm's threads (after the searches in flight); the next search starts new ones."""
+    global _LEXICAL_POOL
+    with _LEXICAL_POOL_LOCK:
+        pool, _LEXICAL_POOL = _LEXICAL_POOL, None
+    if pool is not None:
+        pool.shutdown(wait=True)
 
 Ranking = list[tuple[str, float]]
 
@@ -217,7 +238,7 @@ def search(
     depth = max(k + (k if named else 0), tuning.lexical_depth)
     lexical: list[Future[Ranking]] = []
     if mode in ("lexical", "hybrid"):
-        lexical = [_LEXICAL_POOL.submit(lexical_ranking, index, query, depth, scope, tuning) for scope in scopes]
+        lexical = [_lexical_pool().submit(lexical_ranking, index, query, depth, scope, tuning) for scope in scopes]
     dense: list[Ranking] = []
     if mode in ("dense", "hybrid"):
         vector = index.embedder.embed_query(query)

@@ -6,7 +6,8 @@ import logging
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,45 @@ class VectorStore(ABC):
         """See what other processes wrote since this store was opened, where the backend needs telling."""
 
 
+class ReadWriteGate:
+    """Many users at once, or one reopen alone: a query must never meet a client that reopen() has closed.
+    A waiting reopen goes first, so a steady stream of queries cannot starve it."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._users = 0
+        self._reopening = False
+        self._waiting = 0
+
+    @contextmanager
+    def using(self) -> Iterator[None]:
+        with self._condition:
+            while self._reopening or self._waiting:
+                self._condition.wait()
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._users -= 1
+                self._condition.notify_all()
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._condition:
+            self._waiting += 1
+            while self._reopening or self._users:
+                self._condition.wait()
+            self._waiting -= 1
+            self._reopening = True
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._reopening = False
+                self._condition.notify_all()
+
+
 def collection_name(model_name: str) -> str:
     """One collection per embedding model: vectors of different models never mix."""
     safe = re.sub(r"[^a-zA-Z0-9._-]+", "-", model_name).strip("-._") or "model"
@@ -63,6 +103,7 @@ class ChromaVectorStore(VectorStore):
     def __init__(self, path: Path, model_name: str) -> None:
         self._path = path
         self._model_name = model_name
+        self._gate = ReadWriteGate()  # every use of the client, against reopen() and close()
         self._open()
 
     def _connect(self) -> Any:
@@ -84,6 +125,10 @@ class ChromaVectorStore(VectorStore):
         )
 
     def upsert(self, ids: Sequence[str], vectors: Vectors, metadatas: Sequence[Metadata]) -> None:
+        with self._gate.using():
+            self._upsert(ids, vectors, metadatas)
+
+    def _upsert(self, ids: Sequence[str], vectors: Vectors, metadatas: Sequence[Metadata]) -> None:
         for start in range(0, len(ids), self._BATCH):
             end = start + self._BATCH
             self._collection.upsert(
@@ -93,8 +138,9 @@ class ChromaVectorStore(VectorStore):
             )
 
     def delete(self, ids: Sequence[str]) -> None:
-        for start in range(0, len(ids), self._BATCH):
-            self._collection.delete(ids=list(ids[start : start + self._BATCH]))
+        with self._gate.using():
+            for start in range(0, len(ids), self._BATCH):
+                self._collection.delete(ids=list(ids[start : start + self._BATCH]))
 
     def query(self, vector: Vectors, k: int, document_ids: Sequence[str] = ()) -> list[tuple[str, float]]:
         # No count() first: over 100,000 vectors Chroma takes ~17 ms to count and ~2 ms to search, and an
@@ -104,10 +150,11 @@ class ChromaVectorStore(VectorStore):
         where: dict[str, Any] | None = None
         if document_ids:
             where = {"document_id": {"$in": list(document_ids)}}
-        result = self._collection.query(
-            query_embeddings=np.asarray([vector], dtype=np.float32), n_results=k, include=["distances"],
-            where=where,
-        )
+        with self._gate.using():
+            result = self._collection.query(
+                query_embeddings=np.asarray([vector], dtype=np.float32), n_results=k, include=["distances"],
+                where=where,
+            )
         return [(chunk_id, 1.0 - float(distance)) for chunk_id, distance in zip(
             result["ids"][0], result["distances"][0], strict=True
         )]
@@ -115,17 +162,23 @@ class ChromaVectorStore(VectorStore):
     def ids(self) -> set[str]:
         found: set[str] = set()
         offset = 0
-        while True:
-            page = self._collection.get(include=[], limit=10_000, offset=offset)["ids"]
-            found.update(page)
-            if len(page) < 10_000:
-                return found
-            offset += len(page)
+        with self._gate.using():
+            while True:
+                page = self._collection.get(include=[], limit=10_000, offset=offset)["ids"]
+                found.update(page)
+                if len(page) < 10_000:
+                    return found
+                offset += len(page)
 
     def count(self) -> int:
-        return int(self._collection.count())
+        with self._gate.using():
+            return int(self._collection.count())
 
     def close(self) -> None:
+        with self._gate.alone():  # after the queries in flight
+            self._close()
+
+    def _close(self) -> None:
         # Chroma shares one system per path within a process; closing releases it (and its files).
         close = getattr(self._client, "close", None)
         if close is not None:
@@ -134,9 +187,10 @@ class ChromaVectorStore(VectorStore):
     def reopen(self) -> None:
         """Load the collection afresh. An embedded client keeps its nearest-neighbour index in memory and
         does not see vectors another process added after it loaded; a reader reopens when the catalog says
-        another process has written."""
-        self.close()
-        self._open()
+        another process has written. Waits for the queries in flight, and holds new ones until it is done."""
+        with self._gate.alone():
+            self._close()
+            self._open()
 
 
 class ChromaServerVectorStore(ChromaVectorStore):
@@ -147,6 +201,7 @@ class ChromaServerVectorStore(ChromaVectorStore):
         self._url = url
         self._host, self._port, self._ssl = parse_chroma_url(url)
         self._model_name = model_name
+        self._gate = ReadWriteGate()
         self._open()
 
     def _connect(self) -> Any:

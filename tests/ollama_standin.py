@@ -46,6 +46,7 @@ class ScriptedReply:
     error: str = "an error was encountered while running the model"
     prompt_eval_count: int | None = None  # None: estimate from the messages
     delay_s: float = 0.0  # pause before each chunk; 0 falls back to the server's chunk_delay_s
+    end_without_done: bool = False  # end the stream cleanly after the pieces, with no final `done` line
 
 
 Responder = Callable[[dict[str, Any]], ScriptedReply]
@@ -172,7 +173,9 @@ class _Handler(StandInHandler):
         stopping = self.server.standin.stopping
         delay = reply.delay_s or self.server.standin.chunk_delay_s
         lines: Iterator[dict[str, Any]]
-        if reply.error_after_chunks is None:
+        if reply.end_without_done:
+            lines = iter(chunks)  # as a server that stopped mid-reply but closed the stream properly
+        elif reply.error_after_chunks is None:
             lines = iter([*chunks, final])
         else:
             lines = iter([*chunks[: reply.error_after_chunks], {"error": reply.error}])

@@ -280,6 +280,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.control import indexing_notice, read_progress
     from rag.answer import AnswerDelta, Finished, PassagesFound, ReasoningDelta, ask
     from rag.factory import make_chat, open_default_index
 
@@ -302,6 +303,10 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         index.close()
     assert answer is not None
+    # Another process (the page, `archivist watch`) may still be indexing: the answer may then change.
+    notice = indexing_notice(read_progress(settings.data_dir))
+    if notice is not None:
+        answer.notices.insert(0, notice)
     if args.json:
         _print_json(answer.to_json())
         return 0
@@ -476,8 +481,16 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
     from rag.lock import WriterLock
 
     stop = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        if stop.is_set():
+            # Asked twice: quit now, without closing under the worker. SQLite rolls back the unfinished
+            # write, the kernel frees the lock, and the next start rescans what was in hand.
+            os._exit(130)
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
 
     def on_file(result: FileResult) -> None:
         if result.outcome.value != "unchanged":
@@ -491,17 +504,19 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
     with WriterLock(settings.data_dir):
         _low_priority()
         index = open_default_index(settings)
+        watcher = Watcher(Ingester(index, settings), args.paths, on_report=on_report, on_file=on_file)
         try:
-            watcher = Watcher(Ingester(index, settings), args.paths, on_report=on_report, on_file=on_file)
             watcher.start()
             watching = clean_line(", ".join(str(p) for p in watcher.roots))
             print(f"Watching {watching}. Press Ctrl-C to stop.", file=sys.stderr)
             while not stop.wait(0.5):
                 pass
-            print("Stopping…", file=sys.stderr)
-            watcher.stop()
+            print("Stopping after the file in hand… (Ctrl-C again quits at once)", file=sys.stderr, flush=True)
         finally:
-            index.close()
+            try:
+                watcher.stop()  # returns once the worker has ended: only then is the index closed
+            finally:
+                index.close()
     return 0
 
 

@@ -25,9 +25,10 @@ STREAMLIT_FLAGS: dict[str, str] = {
 def streamlit_command(host: str, port: int, data_dir: Path, paths: Sequence[Path]) -> list[str]:
     """The argv that serves ui/app.py; the app reads its own options after `--`.
 
-    `ui.guard` is Streamlit's own command line with the Host/Origin/token guard installed first.
+    `ui.server` is Streamlit's own command line with the Host/Origin/token guard installed first and the
+    service (index, watcher) opened at once, so indexing starts with the server, not with the first page.
     """
-    command = [sys.executable, "-m", "ui.guard", "run", str(APP), "--server.address", host, "--server.port", str(port)]
+    command = [sys.executable, "-m", "ui.server", "run", str(APP), "--server.address", host, "--server.port", str(port)]
     for key, value in STREAMLIT_FLAGS.items():
         command += [f"--{key}", value]
     command += ["--", "--data-dir", str(data_dir)]

@@ -1,11 +1,11 @@
 """The background service behind the page: one index, one watcher and one LLM client per server process.
 
-Every browser session of a Streamlit server shares the same service (the app creates it once, through
-`st.cache_resource`), so the folders are watched and indexed once, however many tabs are open. This module
-knows nothing of Streamlit, so it can be built and tested as plain Python.
+Every browser session of a Streamlit server shares the same service (`process_service`), opened when the
+server starts (ui/server.py), so the folders are watched and indexed once, however many tabs are open, and
+whether or not any is. This module knows nothing of Streamlit, so it can be built and tested as plain Python.
 
 Tests hand the page a service made of in-memory fakes with `inject(service)`; `current_service()` returns
-that service, if any, before the app falls back to building the real one.
+that service, if any, before the app falls back to the process's real one.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.control import IndexingControl, Progress
+from ingest.control import IndexingControl, Progress, indexing_notice, read_progress
 from ingest.library import (
     DocumentInfo,
     FolderStore,
@@ -35,13 +35,13 @@ from ingest.library import (
 )
 from ingest.pipeline import FileResult, Ingester, Outcome, absolute
 from ingest.watch import Watcher
-from rag.answer import AnswerEvent, ask
+from rag.answer import AnswerEvent, Finished, ask
 from rag.errors import ArchivistError, FolderError, IndexLockedError, LLMError
 from rag.index import Index
 from rag.llm import ChatModel
 from rag.lock import WriterLock
 from rag.prompt import Exchange
-from rag.retrieve import Filters, Hit, search
+from rag.retrieve import Filters, Hit, close_lexical_pool, search
 from rag.saved_settings import SAVABLE_FIELDS, Source
 from rag.settings import Effort, Settings, load_settings_with_sources, save_settings
 
@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 MAX_RECENT_PROBLEMS = 20
 LLM_CHECK_SECONDS = 10.0  # how long a check of the LLM server stands before the page asks again
+TAKE_OVER_POLL_SECONDS = 1.0  # how often a read-only page tries for the writer lock
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,10 @@ class ArchivistService:
         self._changing = threading.RLock()  # one change of folders, repair or reset at a time
         self._start_requested = False
         self._rewatching = threading.Event()  # set between stopping the watcher and starting the next one
-        # Without the lock nobody may write, so there is nothing to watch: the index is read as it is.
+        self._closing = threading.Event()  # ends the take-over poll (see _take_over)
+        self._take_over_thread: threading.Thread | None = None
+        # Without the lock nobody may write, so there is nothing to watch: the index is read as it is, until
+        # the process that holds the lock stops (see _take_over).
         self.watcher: Watcher | None = self._new_watcher()
 
     def _new_watcher(self) -> Watcher | None:
@@ -140,10 +144,46 @@ class ArchivistService:
 
     # ----- lifecycle -----
     def start(self) -> ArchivistService:
-        """Load the embedding model and start the watcher, in the background: the page must not wait."""
+        """Load the embedding model and start the watcher, in the background: the page must not wait.
+        Read-only for want of the lock, with folders to watch: take over indexing once the lock frees."""
         self._start_requested = True
         threading.Thread(target=self._start, name="archivist-startup", daemon=True).start()
+        if self.lock is None and self.roots:
+            self._take_over_thread = threading.Thread(target=self._take_over, name="archivist-take-over",
+                                                      daemon=True)
+            self._take_over_thread.start()
         return self
+
+    def _take_over(self) -> None:
+        """While another process holds the writer lock, try for it every TAKE_OVER_POLL_SECONDS; once it is
+        ours, say so and start watching, as if this process had held it from the start."""
+        while not self._closing.wait(TAKE_OVER_POLL_SECONDS):
+            with self._changing:
+                if self._closed:
+                    return
+                if self.lock is not None:
+                    return  # taken meanwhile by a change of folders (see _take_writer)
+                if not self._watched():
+                    continue  # nothing to index: reading is enough
+                try:
+                    self.lock = WriterLock(self.settings.data_dir).acquire()
+                except IndexLockedError:
+                    if self.note is not None:
+                        self.note = read_only_note(self.settings.data_dir)  # the holder may have changed
+                    continue
+                logger.info("the writer lock is free: this process indexes from now on")
+                self.note = None
+                self._started.wait()  # start-up (model load) first, so the embedder is loaded once
+                self._rewatching.set()
+                try:
+                    self.index.refresh()  # the other process wrote: see its vectors before writing ours
+                    self._start_watcher()
+                except Exception as error:  # shown on the page rather than lost in a thread
+                    logger.exception("taking over indexing failed")
+                    self.recent_problems.append(f"could not start indexing: {error}")
+                finally:
+                    self._rewatching.clear()
+                return
 
     def _start(self) -> None:
         try:
@@ -167,14 +207,19 @@ class ArchivistService:
         return watcher is None or watcher.ready.wait(timeout)
 
     def close(self) -> None:
-        """Stop watching, close the index and let another process write. Safe to call twice."""
+        """Stop watching, close the index, the chat client and the thread pools, and let another process
+        write. Safe to call twice. Waits for the watcher to finish the file in hand: the index is never
+        closed under a worker that still writes."""
+        self._closing.set()
         with self._changing:
             if self._closed:
                 return
             self._closed = True
             if self.watcher is not None:
-                self.watcher.stop()
+                self.watcher.stop()  # no deadline: returns once the worker has really ended
             self.index.close()
+            close_lexical_pool()
+            self.chat.close()
             if self.lock is not None:
                 self.lock.release()
 
@@ -189,13 +234,15 @@ class ArchivistService:
         if lock is None:
             raise IndexLockedError((note or "Another process owns the index.").removeprefix("Read-only: "))
         self.lock, self.note = lock, None
+        self.index.refresh()  # another process may have written until now
 
     def _stop_watcher(self) -> None:
         self._rewatching.set()  # the page shows "indexing" until the next watcher has scanned
         if self._start_requested:
             self._started.wait()  # start-up may be starting the watcher right now
         if self.watcher is not None:
-            self.watcher.stop(timeout=60.0)
+            # No deadline: the next watcher (or a repair, a reset) must not write beside this one.
+            self.watcher.stop()
             self.watcher = None
 
     def _start_watcher(self) -> None:
@@ -330,7 +377,8 @@ class ArchivistService:
             settings, _ = load_settings_with_sources(**self.flags)
             self.settings = settings
             if self._make_chat is not None:
-                self.chat = self._make_chat(settings)
+                replaced, self.chat = self.chat, self._make_chat(settings)
+                replaced.close()  # once the answers still streaming from it have ended
             if self.watcher is not None:
                 self.watcher.ingester.settings = settings  # e.g. new PDF passwords, from the next file on
             return settings
@@ -395,11 +443,41 @@ class ArchivistService:
         settings = self.settings
         if sources is not None and sources != settings.sources:
             settings = settings.model_copy(update={"sources": sources})
-        return ask(question, self.index, self.chat, settings, effort, history=history, filters=filters)
+        events = ask(question, self.index, self.chat, settings, effort, history=history, filters=filters)
+        return self._with_indexing_notice(events)
+
+    def _with_indexing_notice(self, events: Iterator[AnswerEvent]) -> Iterator[AnswerEvent]:
+        """The answer, noting when indexing was still under way as it finished: it may then say "not in your
+        documents" about what is simply not indexed yet."""
+        for event in events:
+            if isinstance(event, Finished):
+                notice = self.indexing_notice()
+                if notice is not None:
+                    event.answer.notices.insert(0, notice)
+            yield event
+
+    def indexing_notice(self) -> str | None:
+        """"Still indexing: N of M files; answers may change" while this process (or, for a read-only page,
+        the process that owns the index) indexes; None when the index is up to date."""
+        if self.lock is None:
+            return indexing_notice(read_progress(self.settings.data_dir))
+        if not self.indexing:
+            return None
+        return indexing_notice(self.progress(), starting=True)
 
     def _on_file(self, result: FileResult) -> None:
         if result.outcome in (Outcome.FAILED, Outcome.SKIPPED):
             self.recent_problems.append(f"{result.outcome.value}: {Path(result.path).name}: {result.reason}")
+
+
+def read_only_note(data_dir: Path) -> str:
+    """The page's note while another process holds the writer lock: who, and that this one takes over."""
+    owner = WriterLock(data_dir).owner() or {}
+    pid = owner.get("pid")
+    who = f"pid {pid}" if pid is not None else "another process"
+    command = f", `{owner['command']}`" if owner.get("command") else ""
+    return (f"Read-only: another Archivist process ({who}{command}) is indexing this data folder. Answers use what "
+            f"it has indexed; this page will take over indexing when {who} stops.")
 
 
 def take_writer_lock(data_dir: Path) -> tuple[WriterLock | None, str | None]:
@@ -433,6 +511,8 @@ def open_service(data_dir: Path | None, paths: Sequence[Path]) -> ArchivistServi
     saved = library.folders()
     roots = [folder for folder in saved if folder.is_dir()]
     lock, note = take_writer_lock(settings.data_dir) if roots else (None, None)
+    if roots and lock is None:
+        note = read_only_note(settings.data_dir)
     try:
         index = open_default_index(settings)
         service = ArchivistService(settings, index, make_chat(settings), roots, lock=lock, note=note,
@@ -449,6 +529,46 @@ def open_service(data_dir: Path | None, paths: Sequence[Path]) -> ArchivistServi
         f"watched folder missing, not watched until it is back: {folder}" for folder in saved if not folder.is_dir()
     )
     return service.start()
+
+
+# ----- the process's one service -----
+# A server process has one service, opened when the server starts (ui/server.py), not when the first browser
+# connects: indexing must not wait for someone to open the page. Every page session gets that same service.
+_process_service: ArchivistService | None = None
+_opening = threading.Lock()  # held while the service is being opened; a page waits on it
+
+
+def process_service(data_dir: Path | None, paths: Sequence[Path]) -> ArchivistService:
+    """The process's one service: the one opened (or still being opened) at server start, else opened now.
+
+    Raises ArchivistError, with a message for a person, when it cannot be opened (a bad setting, an unwritable
+    data folder); the next call tries again, so fixing the cause and reloading the page is enough."""
+    global _process_service
+    with _opening:
+        if _process_service is None:
+            try:
+                _process_service = open_service(data_dir, paths)
+            except ArchivistError:
+                raise
+            except Exception as error:  # shown on the page as a banner, not as a traceback
+                logger.exception("opening the service failed")
+                raise ArchivistError(f"Archivist could not start: {error}") from error
+        return _process_service
+
+
+def open_in_background(data_dir: Path | None, paths: Sequence[Path]) -> threading.Thread:
+    """Open the process's service now, in a thread, so indexing starts with the server; a page opened
+    meanwhile waits for it. A failure is logged here and raised again to the page (see process_service)."""
+
+    def run() -> None:
+        try:
+            process_service(data_dir, paths)
+        except ArchivistError as error:
+            logger.error("%s", error)
+
+    thread = threading.Thread(target=run, name="archivist-open", daemon=True)
+    thread.start()
+    return thread
 
 
 _injected: ArchivistService | None = None

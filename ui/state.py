@@ -1,7 +1,7 @@
 """What every page of the app shares: the one background service per server process, and text helpers.
 
-Kept out of ui/app.py, which Streamlit runs as `__main__`: the pages import this module, and a cached
-service defined in `__main__` would be a second, separate cache.
+Kept out of ui/app.py, which Streamlit runs as `__main__` on every page load: the service itself lives in
+ui/service.py (`process_service`), opened once per process when the server starts (ui/server.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import streamlit as st
 
 from rag import offline  # noqa: F401  (before anything heavy)
 from rag.errors import ArchivistError
-from ui.service import ArchivistService, current_service, open_service
+from ui.service import ArchivistService, current_service, process_service
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")
 
@@ -33,26 +33,21 @@ def parse_options(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@st.cache_resource(show_spinner="Opening the index…")
-def shared_service(data_dir: str | None, paths: tuple[str, ...]) -> ArchivistService:
-    """One service per server process, shared by every browser session."""
-    return open_service(Path(data_dir) if data_dir else None, [Path(p) for p in paths])
-
-
 def get_service() -> ArchivistService:
-    """The service a test injected, else the process's shared one."""
+    """The service a test injected, else the process's one service (opened when the server started)."""
     injected = current_service()
     if injected is not None:
         return injected  # tests: argv belongs to pytest then, not to us
     options = parse_options(sys.argv[1:])
-    return shared_service(str(options.data_dir) if options.data_dir else None, tuple(map(str, options.paths)))
+    return process_service(options.data_dir, options.paths)
 
 
 def page_service() -> ArchivistService:
     """The shared service for a page; when it cannot be opened, its message as the page's one banner, and the
     page stops there."""
     try:
-        return get_service()
+        with st.spinner("Opening the index…"):
+            return get_service()
     except ArchivistError as error:
         st.error(str(error))
         st.stop()

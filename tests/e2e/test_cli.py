@@ -147,6 +147,29 @@ def test_ask_reports_a_prompt_the_server_cut_and_a_reply_cut_short(indexed: tupl
     assert "ran out of tokens before writing any answer (ARCHIVIST_NUM_PREDICT=4,096)" in result.stderr
 
 
+def test_ask_while_another_process_indexes_says_so_and_a_reply_cut_off_says_so(
+    indexed: tuple[Path, dict[str, object]],
+) -> None:
+    from ingest.control import IndexingControl
+
+    data_dir, _ = indexed
+    board = IndexingControl(data_dir)
+    board.update(state="indexing", total=2, done=1, force=True)  # as the page's watcher publishes it (our pid)
+    try:
+        with OllamaStandIn() as server:
+            server.enqueue(ScriptedReply(thinking="Cold.", content="It runs at 42 kelvin", end_without_done=True))
+            result = archivist("ask", "How cold does the Zorblax reactor run?", "--json", data_dir=data_dir,
+                               env=subprocess_env(OLLAMA_HOST=server.url))
+    finally:
+        board.clear()
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["answer"] == "It runs at 42 kelvin"
+    assert answer["notices"][0] == "Still indexing: 1 of 2 files; answers may change as the rest is read."
+    assert any(notice.startswith("The reply ended early") for notice in answer["notices"])
+    assert answer["usage"]["done_reason"] == "incomplete"
+
+
 def test_ask_about_something_not_in_the_documents_does_not_call_the_model(
     indexed: tuple[Path, dict[str, object]],
 ) -> None:

@@ -10,7 +10,7 @@ from rag.answer import Answer, AnswerEvent, Finished, PassagesFound, Searching, 
 from rag.catalog import Catalog
 from rag.embedder import HashingEmbedder
 from rag.index import FileFacts, Index, NewChunk
-from rag.llm import ScriptedChat
+from rag.llm import INCOMPLETE, ScriptedChat
 from rag.prompt import NOT_IN_DOCUMENTS, Exchange
 from rag.settings import Settings, load_settings
 from rag.vectors import InMemoryVectorStore
@@ -97,6 +97,14 @@ def test_running_out_of_tokens_while_thinking_is_explained(index: Index) -> None
     assert answer.answer == "" and answer.sentences == []
     assert answer.notices == ["The model ran out of tokens before writing any answer (ARCHIVIST_NUM_PREDICT=256). "
                               "Try a lower reasoning effort, or raise ARCHIVIST_NUM_PREDICT."]
+
+
+def test_a_reply_cut_off_before_its_end_says_so(index: Index) -> None:
+    chat = ScriptedChat()
+    chat.enqueue("Port 11434", done_reason=INCOMPLETE)
+    answer = finish(list(ask("Which port?", index, chat, settings())))
+    assert answer.answer == "Port 11434" and answer.done_reason == INCOMPLETE
+    assert any(notice.startswith("The reply ended early") for notice in answer.notices)
 
 
 def test_a_follow_up_is_searched_standalone_and_answered_with_history(index: Index) -> None:

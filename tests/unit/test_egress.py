@@ -54,9 +54,11 @@ def test_loopback_goes_through() -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        threading.Thread(target=lambda: server.accept()[0].close(), daemon=True).start()
+        accepting = threading.Thread(target=lambda: server.accept()[0].close(), daemon=True)
+        accepting.start()
         with socket.create_connection(server.getsockname(), timeout=5):
             pass
+        accepting.join(5)  # before the listening socket closes under its accept()
 
 
 def test_a_configured_server_goes_through(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from rag.errors import LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
-from rag.llm import Delta, OllamaChat, Usage
+from rag.llm import INCOMPLETE, Delta, OllamaChat, Usage
 from rag.settings import load_settings
 from tests.ollama_standin import OllamaStandIn, ScriptedReply, free_port
 
@@ -89,3 +89,21 @@ def test_a_server_too_slow_to_answer_times_out_with_the_setting_to_raise(server:
 
 def test_check_passes_when_the_model_is_there(server: OllamaStandIn) -> None:
     chat_for(server.url).check()
+
+
+def test_a_stream_that_ends_without_done_still_ends_with_usage(server: OllamaStandIn) -> None:
+    server.enqueue(ScriptedReply(thinking="Thinking.", content="The port is 11434", end_without_done=True))
+    events = list(chat_for(server.url).stream(MESSAGES, "low"))
+    assert "".join(e.content for e in events if isinstance(e, Delta)) == "The port is 11434"
+    assert isinstance(events[-1], Usage) and events[-1].done_reason == INCOMPLETE
+
+
+def test_close_waits_for_the_reply_still_streaming(server: OllamaStandIn) -> None:
+    server.enqueue(ScriptedReply(thinking="", content="one two three four"))
+    chat = chat_for(server.url)
+    events = chat.stream(MESSAGES, "low")
+    first = next(events)  # a page session is reading this reply ...
+    chat.close()  # ... when the Settings page replaces the client
+    rest = list(events)
+    assert isinstance(first, Delta) and isinstance(rest[-1], Usage) and rest[-1].done_reason == "stop"
+    assert chat._client._client.is_closed  # closed once that reply ended

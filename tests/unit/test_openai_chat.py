@@ -10,7 +10,7 @@ import pytest
 
 from rag.errors import LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
 from rag.factory import make_chat
-from rag.llm import Delta, OllamaChat, StreamEvent, Usage
+from rag.llm import INCOMPLETE, Delta, OllamaChat, StreamEvent, Usage
 from rag.openai_chat import OpenAIChat
 from rag.settings import Settings, load_settings
 from tests.ollama_standin import free_port
@@ -254,9 +254,10 @@ def test_error_events_in_other_shapes(line: str) -> None:
         list(mock_chat(transport).stream(MESSAGES, "low"))
 
 
-def test_a_stream_that_just_stops_is_an_error() -> None:
-    with pytest.raises(LLMResponseError, match="ended the reply before finishing it"):
-        list(mock_chat(sse(chunk({"content": "Par"}))).stream(MESSAGES, "low"))
+def test_a_stream_that_just_stops_keeps_its_text_and_says_so_in_usage() -> None:
+    events = list(mock_chat(sse(chunk({"content": "Par"}))).stream(MESSAGES, "low"))
+    assert [e.content for e in events if isinstance(e, Delta)] == ["Par"]
+    assert isinstance(events[-1], Usage) and events[-1].done_reason == INCOMPLETE
 
 
 def test_a_line_that_is_not_json_is_an_error() -> None:

@@ -1,0 +1,59 @@
+"""`archivist ui DOCS` indexes DOCS from the moment the server starts, with no browser ever opening the page:
+seen from outside, through `archivist status --json` in another process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rag.offline import OFFLINE_ENVIRONMENT
+from tests.browser.conftest import _stop_group, _wait_for_health
+from tests.ollama_standin import free_port
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+INDEXING_TIMEOUT_S = 180.0  # the real model loads first (seconds; more on a busy machine)
+
+
+def test_the_server_indexes_its_folders_without_a_browser(tmp_path: Path) -> None:
+    docs, data = tmp_path / "docs", tmp_path / "data"
+    docs.mkdir()
+    (docs / "reactor.md").write_text("# Reactor\n\nThe Zorblax reactor runs at 42 kelvin.\n", encoding="utf-8")
+    (docs / "valve.txt").write_text("The Quux valve opens at dawn and closes at dusk.\n", encoding="utf-8")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ARCHIVIST_")}
+    env.update(OFFLINE_ENVIRONMENT, OLLAMA_HOST=f"http://127.0.0.1:{free_port()}")
+    port = free_port()
+    log_path = tmp_path / "app.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "ui.cli", "ui", str(docs), "--port", str(port), "--data-dir", str(data)],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        _wait_for_health(f"http://127.0.0.1:{port}", server, log_path)  # serving; no page session exists
+        deadline = time.monotonic() + INDEXING_TIMEOUT_S
+        status: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            assert server.poll() is None, log_path.read_text(errors="replace")
+            result = subprocess.run(
+                [sys.executable, "-m", "ui.cli", "status", "--json", "--data-dir", str(data)],
+                cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+            )
+            if result.returncode == 0:
+                status = json.loads(result.stdout)
+                if status["documents"] == {"indexed": 2, "failed": 0, "skipped": 0}:
+                    break
+            time.sleep(1.0)
+        else:
+            pytest.fail(f"not indexed without a browser; last status {status}\n{log_path.read_text(errors='replace')}")
+        assert status["chunks"]
+    finally:
+        _stop_group(server)
+    assert "Traceback" not in log_path.read_text(errors="replace")
