@@ -2,12 +2,13 @@
 
 Served by `archivist ui [PATH...]` (see ui/launch.py), which passes the app its own options after `--`.
 The index, the folder watcher and the LLM client live in one shared service (ui/service.py); this page
-only draws. LLM and Archivist errors become one banner here and never a traceback.
+only draws. LLM and Archivist errors become one banner here and never a traceback. Every string drawn goes
+through ui/safe_markdown.py (`safe` for the model's markdown and our messages, `plain` for document text,
+`code` for paths): nothing on the page can load from, or link to, another host.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,8 +27,9 @@ from rag.settings import Effort
 from ui import library_page, settings_page
 from ui.files import download, mime_type, resolve_inside
 from ui.page_image import render_page
+from ui.safe_markdown import code, plain, safe
 from ui.service import ArchivistService
-from ui.state import get_service, page_service, plain
+from ui.state import get_service, page_service
 
 EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
 MAX_SOURCES = 20
@@ -37,8 +39,6 @@ HOW_TO_ADD = (
     "To index a folder, start Archivist with it: `archivist ui ~/Documents` "
     "(or `make run DOCS=~/Documents`). It keeps the index current while it runs."
 )
-# [1]  [1, 2]  and gpt-oss's own 【1】 / 【1†L3-L5】, as rag.citations parses them.
-_CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\](?!\()|【(\d+)(?:†[^】]*)?】")
 
 
 @dataclass
@@ -55,20 +55,14 @@ class Turn:
 
 # ----- text helpers -----
 def model_text(text: str) -> str:
-    """The model's markdown, minus LaTeX: `$5 and $10` in a financial answer is money, not math."""
-    return text.replace("$", r"\$")
+    """The model's markdown made safe to draw: formatting kept; no images, no outside links, no HTML, no
+    LaTeX (`$5 and $10` in a financial answer is money, not math). See ui/safe_markdown.py."""
+    return safe(text)
 
 
 def link_citations(text: str, key: str, numbers: set[int]) -> str:
-    """Turn each valid `[n]` into a link to its entry in the source list below the answer."""
-
-    def replace(match: re.Match[str]) -> str:
-        cited = [int(n) for n in re.split(r"\s*[,;]\s*", match.group(1) or match.group(2))]
-        if not any(n in numbers for n in cited):
-            return match.group(0)
-        return "".join(f"[\\[{n}\\]](#{key}-source-{n})" if n in numbers else f"\\[{n}\\]" for n in cited)
-
-    return _CITATION.sub(replace, model_text(text))
+    """`model_text`, with each valid `[n]` a link to its entry in the source list below the answer."""
+    return safe(text, {n: f"#{key}-source-{n}" for n in numbers})
 
 
 # ----- sidebar -----
@@ -113,7 +107,7 @@ def sidebar(service: ArchivistService) -> Controls:
         st.subheader("Index", anchor=False)
         index_status(service)
         if service.roots:
-            st.markdown("**Watched folders**  \n" + "  \n".join(f"`{root}`" for root in service.roots))
+            st.markdown("**Watched folders**  \n" + "  \n".join(code(str(root)) for root in service.roots))
         else:
             st.caption("No folders watched.")
         st.subheader("Answers", anchor=False)
@@ -130,7 +124,7 @@ def sidebar(service: ArchivistService) -> Controls:
         kinds = st.multiselect("Only these file types", list(FILE_TYPES), format_func=FILE_TYPES.__getitem__,
                                placeholder="All file types")
         where = settings.ollama_host if settings.llm == "ollama" else settings.openai_base_url
-        st.caption(f"Model `{settings.model}` at `{where}`")
+        st.caption(f"Model {code(settings.model)} at {code(where)}")
         refused = refused_count()
         st.caption(f":material/shield: Connections off this machine refused since start: **{refused}**",
                    help="Archivist refuses every connection to another machine except the servers you configured "
@@ -180,7 +174,7 @@ def show_original(hit: Hit, quote: str, key: str) -> None:
             st.caption(plain(str(error)))
         else:
             marked = "the passage is marked" if image.marks else "the passage could not be located on the image"
-            st.image(image.png, caption=f"{path.name}, page {hit.page_start} ({marked})")
+            st.image(image.png, caption=f"{plain(path.name)}, page {hit.page_start} ({marked})")
     columns[1].download_button(
         "Download the original", data=lambda: download(path, roots).data, file_name=path.name,
         mime=mime_type(path), key=f"{key}-download", icon=":material/download:", on_click="ignore",
@@ -249,7 +243,7 @@ def show_outcome(turn: Turn, key: str, answer_slot: DeltaGenerator) -> None:
         return
     answer_slot.empty()
     if turn.error:
-        st.error(turn.error)
+        st.error(safe(turn.error))
     if turn.search_only:
         show_search_only(turn.hits)
 
@@ -317,20 +311,20 @@ def ask_page() -> None:
 
     status = service.status()
     if status.note:
-        st.info(status.note)
+        st.info(safe(status.note))
     problem = service.llm_problem()
     if problem:
-        st.warning(f"{problem}\n\nMeanwhile questions are answered with the passages that match best (search "
+        st.warning(f"{safe(problem)}\n\nMeanwhile questions are answered with the passages that match best (search "
                    "only).", icon=":material/cloud_off:")
     if service.startup_error:
-        st.error(service.startup_error)
+        st.error(safe(service.startup_error))
     if status.documents == 0:
         if not status.roots:
             st.info(f"No documents yet. {HOW_TO_ADD}")
         elif status.indexing:
             st.info("Indexing your documents… You can ask already; answers use what is indexed so far.")
         else:
-            folders = ", ".join(f"`{root}`" for root in status.roots)
+            folders = ", ".join(code(str(root)) for root in status.roots)
             st.info(f"Nothing to index yet in {folders}: add PDF, Word, Markdown, HTML or text files there "
                     f"and they are indexed as they appear. {HOW_TO_ADD}")
 

@@ -20,6 +20,7 @@ from rag.settings import load_settings
 from rag.vectors import InMemoryVectorStore
 from ui import service as service_module
 from ui.app import link_citations, plain
+from ui.safe_markdown import safe
 from ui.service import ArchivistService, take_writer_lock
 
 APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
@@ -129,7 +130,8 @@ def test_llm_down_shows_the_fix_and_still_the_passages(make_service: ServiceFact
     at.chat_input[0].set_value(QUESTION).run()
 
     assert not at.exception
-    assert [error.value for error in at.error] == [DOWN]
+    assert [error.value for error in at.error] == [safe(DOWN)]
+    assert "`http://127.0.0.1:9`. Start it with `ollama serve`" in at.error[0].value
     page = markdown_text(at)
     assert "**Top passages for your question (search only)**" in page
     assert plain(FACT) in page
@@ -144,7 +146,7 @@ def test_an_error_mid_answer_replaces_the_unverified_text_with_the_passages(make
 
     at.chat_input[0].set_value(QUESTION).run()
 
-    assert [error.value for error in at.error] == ["Ollama reported an error: boom"]
+    assert [error.value for error in at.error] == [safe("Ollama reported an error: boom")]
     page = markdown_text(at)
     assert "Half an answer" not in page
     assert "**Top passages for your question (search only)**" in page
@@ -172,7 +174,7 @@ def test_a_held_lock_means_read_only_with_a_note_naming_the_owner(tmp_path: Path
 def test_link_citations_links_only_valid_numbers_and_keeps_dollars_literal() -> None:
     text = "Revenue was $5 [1][3], up from $4 【2†L1-L2】 [1, 2]."
     assert link_citations(text, "t", {1, 2}) == (
-        r"Revenue was \$5 [\[1\]](#t-source-1)[3], up from \$4 [\[2\]](#t-source-2) "
+        r"Revenue was \$5 [\[1\]](#t-source-1)\[3\], up from \$4 [\[2\]](#t-source-2) "
         r"[\[1\]](#t-source-1)[\[2\]](#t-source-2)."
     )
 
@@ -297,5 +299,5 @@ def test_a_banner_gives_the_fix_as_soon_as_the_llm_is_unreachable(make_service: 
     at = run_page()
 
     assert [warning.value for warning in at.warning] == [
-        f"{DOWN}\n\nMeanwhile questions are answered with the passages that match best (search only)."
+        f"{safe(DOWN)}\n\nMeanwhile questions are answered with the passages that match best (search only)."
     ]
