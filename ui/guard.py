@@ -19,7 +19,8 @@ sends it with every later request, the websocket included.
 
 Every response also carries the page's security headers (`security_headers`), the refusals and the token
 redirect included: a Content-Security-Policy that lets the page load and connect only to itself
-(`default-src 'self'`, images also from data:/blob: URLs, connections only to this page and its websocket,
+(`default-src 'self'`, images also from data:/blob: URLs, fonts also from data: URLs, connections only to
+this page and its websocket,
 no plugins, no <base>, forms only to itself, `frame-ancestors 'none'`), with inline styles allowed
 (Streamlit's styling needs them) and inline scripts only by the SHA-256 of each inline script in the
 index.html the installed Streamlit serves, read at start-up so an upgrade keeps working; plus
@@ -201,9 +202,13 @@ def content_security_policy(script_hashes: Sequence[str], host: str | None = Non
         websocket = f" ws://{host.strip().lower()} wss://{host.strip().lower()}"
     directives = [
         "default-src 'self'",
-        "script-src 'self'" + "".join(f" {digest}" for digest in script_hashes),
+        # 'wasm-unsafe-eval': Streamlit's protobuf decoder (long.js) compiles a tiny WebAssembly module
+        # of its own for 64-bit arithmetic; it lets scripts already allowed compile WebAssembly, not run
+        # JavaScript from strings ('unsafe-eval' stays off) nor load anything.
+        "script-src 'self' 'wasm-unsafe-eval'" + "".join(f" {digest}" for digest in script_hashes),
         "style-src 'self' 'unsafe-inline'",  # Streamlit's components style themselves inline
         "img-src 'self' data: blob:",
+        "font-src 'self' data:",  # Streamlit's stylesheet embeds a font as a data: URL
         "connect-src 'self'" + websocket,
         "object-src 'none'",
         "base-uri 'none'",

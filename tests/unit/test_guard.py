@@ -244,9 +244,10 @@ def test_the_policy_allows_only_this_page() -> None:
     directives = {part.split()[0]: part.split()[1:] for part in policy.split("; ")}
     assert directives == {
         "default-src": ["'self'"],
-        "script-src": ["'self'", "'sha256-abc'"],
+        "script-src": ["'self'", "'wasm-unsafe-eval'", "'sha256-abc'"],
         "style-src": ["'self'", "'unsafe-inline'"],
         "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'", "data:"],
         "connect-src": ["'self'", "ws://localhost:8501", "wss://localhost:8501"],
         "object-src": ["'none'"],
         "base-uri": ["'none'"],
@@ -254,6 +255,7 @@ def test_the_policy_allows_only_this_page() -> None:
         "frame-ancestors": ["'none'"],
     }
     assert "unsafe-inline" not in " ".join(directives["script-src"])
+    assert "'unsafe-eval'" not in directives["script-src"]
     assert "*" not in policy and "http:" not in policy
 
 
