@@ -9,6 +9,7 @@ through ui/safe_markdown.py (`safe` for the model's markdown and our messages, `
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,6 +36,7 @@ EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
 MAX_SOURCES = 20
 FILE_TYPES = {"pdf": "PDF", "docx": "Word", "markdown": "Markdown", "html": "HTML", "text": "Text"}
 STATUS_REFRESH = timedelta(seconds=2)  # another process or the watcher may change the index at any time
+REDRAW_S = 0.1  # streamed text is redrawn at most this often
 HOW_TO_ADD = (
     "To index a folder, start Archivist with it: `archivist ui ~/Documents` "
     "(or `make run DOCS=~/Documents`). It keeps the index current while it runs."
@@ -248,6 +250,35 @@ def show_outcome(turn: Turn, key: str, answer_slot: DeltaGenerator) -> None:
         show_search_only(turn.hits)
 
 
+@dataclass
+class StreamedText:
+    """A slot showing model text as it streams in. Each redraw sanitises the whole text again (a parse:
+    about 5 ms per KB), so redraws come at most every REDRAW_S, and never take more than a third of the
+    time: a long reasoning would otherwise cost time quadratic in its length."""
+
+    slot: DeltaGenerator
+    cursor: str = ""
+    text: str = ""
+    drawn: int = -1  # how much of `text` the slot shows
+    due: float = 0.0
+
+    def add(self, delta: str) -> None:
+        self.text += delta
+        if time.monotonic() >= self.due:
+            self.draw(self.cursor)
+
+    def draw(self, cursor: str = "") -> None:
+        started = time.monotonic()
+        self.slot.markdown(model_text(self.text) + cursor)
+        self.drawn = len(self.text)
+        self.due = started + max(REDRAW_S, 3 * (time.monotonic() - started))
+
+    def finish(self) -> None:
+        """Show all of the text, without the cursor."""
+        if self.drawn != len(self.text) or self.cursor:
+            self.draw()
+
+
 def show_turn(turn: Turn, key: str) -> None:
     """Redraw a past question and its answer."""
     with st.chat_message("user"):
@@ -268,22 +299,21 @@ def answer_live(
     with st.chat_message("assistant"):
         reasoning_area = st.container()  # keeps the expander above the answer, though it appears later
         answer_slot = st.empty()
-        reasoning_slot = None
+        reasoning: StreamedText | None = None
         found = False
-        answer_text = ""
+        answer_text = StreamedText(answer_slot, cursor=" ▌")
         try:
             for event in service.ask(question, controls.effort, controls.sources, history=earlier,
                                      filters=controls.filters):
                 if isinstance(event, PassagesFound):
                     turn.hits, found = event.passages, True
                 elif isinstance(event, ReasoningDelta):
-                    if reasoning_slot is None:
-                        reasoning_slot = reasoning_area.expander("Reasoning", expanded=False).empty()
+                    if reasoning is None:
+                        reasoning = StreamedText(reasoning_area.expander("Reasoning", expanded=False).empty())
                     turn.reasoning += event.text
-                    reasoning_slot.markdown(model_text(turn.reasoning))
+                    reasoning.add(event.text)
                 elif isinstance(event, AnswerDelta):
-                    answer_text += event.text
-                    answer_slot.markdown(model_text(answer_text) + " ▌")
+                    answer_text.add(event.text)
                 elif isinstance(event, Finished):
                     turn.answer = event.answer
         except LLMError as error:
@@ -296,6 +326,8 @@ def answer_live(
                     turn.error += f"\n\n{search_error}"
         except ArchivistError as error:
             turn.error = str(error)
+        if reasoning is not None:
+            reasoning.finish()
         show_outcome(turn, key, answer_slot)
     return turn
 

@@ -301,3 +301,48 @@ def test_a_banner_gives_the_fix_as_soon_as_the_llm_is_unreachable(make_service: 
     assert [warning.value for warning in at.warning] == [
         f"{safe(DOWN)}\n\nMeanwhile questions are answered with the passages that match best (search only)."
     ]
+
+
+LEAKS = ("![x](http://198.51.100.7/i.png) [more](http://198.51.100.7/l) <http://198.51.100.7/a> "
+         "https://198.51.100.7/b <img src=http://198.51.100.7/r.png>")
+
+
+def test_no_drawn_text_can_load_or_link_out(make_service: ServiceFactory) -> None:
+    from tests.unit.test_safe_markdown import assert_inert
+
+    chat = ScriptedChat()
+    chat.enqueue(f"{FACT} [1] {LEAKS}", thinking=f"Thinking {LEAKS}")
+    make_service({"reactor ![x](http:．198.51.100.7) <img src=x>.md": f"{FACT} {LEAKS}\n"}, chat)
+    at = run_page()
+
+    at.chat_input[0].set_value(QUESTION).run()
+
+    assert not at.exception
+    drawn = [e.value for e in [*at.markdown, *at.caption, *at.error, *at.warning, *at.info]]
+    assert any("198.51.100.7/l" in text for text in drawn)  # the leaks were drawn, inertly
+    for text in drawn:
+        # Our own markup stays: the anchor the [n] links point at (an id, not a link), colours and icons.
+        assert_inert(text.replace('<a id="turn-0-source-1"></a>', ""), own_directives=True)
+
+
+class Slot:
+    """Stands in for a Streamlit slot: records what it was asked to draw."""
+
+    def __init__(self) -> None:
+        self.drawn: list[str] = []
+
+    def markdown(self, text: str) -> None:
+        self.drawn.append(text)
+
+
+def test_streamed_text_ends_showing_all_of_it_sanitised_without_the_cursor() -> None:
+    from ui.app import StreamedText
+
+    slot = Slot()
+    streamed = StreamedText(slot, cursor=" ▌")  # type: ignore[arg-type]
+    for piece in ["Hello ", "![x](http://198.51.100.7/i.png)", " **world**"] * 50:
+        streamed.add(piece)
+    streamed.finish()
+    assert slot.drawn[0] == "Hello ▌"
+    assert slot.drawn[-1] == safe(streamed.text) and not slot.drawn[-1].endswith("▌")
+    assert all("](http" not in text for text in slot.drawn)
