@@ -235,7 +235,12 @@ def streamlit_script_hashes() -> tuple[str, ...]:
     from streamlit import file_util
 
     index = Path(file_util.get_static_dir()) / "index.html"
-    hashes = inline_script_hashes(index.read_text(encoding="utf-8"))
+    try:
+        html = index.read_text(encoding="utf-8")
+    except OSError as error:  # no page to serve, or one we cannot vouch for: refuse to start
+        raise RuntimeError(f"Streamlit's page {index} cannot be read ({error.strerror}); the page is not "
+                           "served without its Content-Security-Policy.") from error
+    hashes = inline_script_hashes(html)
     logger.info("page guard: %d inline script(s) in %s allowed by hash", len(hashes), index)
     return hashes
 

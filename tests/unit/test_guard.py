@@ -319,3 +319,23 @@ def test_the_page_own_headers_of_the_same_names_are_replaced_not_doubled() -> No
     names = [name.lower() for name, _ in sent[0]["headers"]]
     assert names.count(b"x-frame-options") == 1 and (b"x-frame-options", b"DENY") in sent[0]["headers"]
     assert (b"content-type", b"text/html") in sent[0]["headers"]
+
+
+def test_an_accepted_websocket_carries_the_headers_too() -> None:
+    class Accepting(App):
+        async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await send({"type": "websocket.accept", "subprotocol": "streamlit"})
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    scope = {"type": "websocket", "path": "/_stcore/stream", "query_string": b"",
+             "headers": [(b"host", b"localhost:8501"), (b"origin", b"http://localhost:8501")]}
+    asyncio.run(GuardMiddleware(Accepting(), POLICY, script_hashes=())(scope, receive, send))  # type: ignore[arg-type]
+    assert sent[0]["subprotocol"] == "streamlit"
+    _assert_secured(sent)
