@@ -2,12 +2,14 @@
 
 Served by `archivist ui [PATH...]` (see ui/launch.py), which passes the app its own options after `--`.
 The index, the folder watcher and the LLM client live in one shared service (ui/service.py); this page
-only draws. LLM and Archivist errors become one banner here and never a traceback.
+only draws. LLM and Archivist errors become one banner here and never a traceback. Every string drawn goes
+through ui/safe_markdown.py (`safe` for the model's markdown and our messages, `plain` for document text,
+`code` for paths): nothing on the page can load from, or link to, another host.
 """
 
 from __future__ import annotations
 
-import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,19 +28,19 @@ from rag.settings import Effort
 from ui import library_page, settings_page
 from ui.files import download, mime_type, resolve_inside
 from ui.page_image import render_page
+from ui.safe_markdown import code, plain, safe
 from ui.service import ArchivistService
-from ui.state import get_service, page_service, plain
+from ui.state import get_service, page_service
 
 EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
 MAX_SOURCES = 20
 FILE_TYPES = {"pdf": "PDF", "docx": "Word", "markdown": "Markdown", "html": "HTML", "text": "Text"}
 STATUS_REFRESH = timedelta(seconds=2)  # another process or the watcher may change the index at any time
+REDRAW_S = 0.1  # streamed text is redrawn at most this often
 HOW_TO_ADD = (
     "To index a folder, start Archivist with it: `archivist ui ~/Documents` "
     "(or `make run DOCS=~/Documents`). It keeps the index current while it runs."
 )
-# [1]  [1, 2]  and gpt-oss's own 【1】 / 【1†L3-L5】, as rag.citations parses them.
-_CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\](?!\()|【(\d+)(?:†[^】]*)?】")
 
 
 @dataclass
@@ -55,20 +57,14 @@ class Turn:
 
 # ----- text helpers -----
 def model_text(text: str) -> str:
-    """The model's markdown, minus LaTeX: `$5 and $10` in a financial answer is money, not math."""
-    return text.replace("$", r"\$")
+    """The model's markdown made safe to draw: formatting kept; no images, no outside links, no HTML, no
+    LaTeX (`$5 and $10` in a financial answer is money, not math). See ui/safe_markdown.py."""
+    return safe(text)
 
 
 def link_citations(text: str, key: str, numbers: set[int]) -> str:
-    """Turn each valid `[n]` into a link to its entry in the source list below the answer."""
-
-    def replace(match: re.Match[str]) -> str:
-        cited = [int(n) for n in re.split(r"\s*[,;]\s*", match.group(1) or match.group(2))]
-        if not any(n in numbers for n in cited):
-            return match.group(0)
-        return "".join(f"[\\[{n}\\]](#{key}-source-{n})" if n in numbers else f"\\[{n}\\]" for n in cited)
-
-    return _CITATION.sub(replace, model_text(text))
+    """`model_text`, with each valid `[n]` a link to its entry in the source list below the answer."""
+    return safe(text, {n: f"#{key}-source-{n}" for n in numbers})
 
 
 # ----- sidebar -----
@@ -113,7 +109,7 @@ def sidebar(service: ArchivistService) -> Controls:
         st.subheader("Index", anchor=False)
         index_status(service)
         if service.roots:
-            st.markdown("**Watched folders**  \n" + "  \n".join(f"`{root}`" for root in service.roots))
+            st.markdown("**Watched folders**  \n" + "  \n".join(code(str(root)) for root in service.roots))
         else:
             st.caption("No folders watched.")
         st.subheader("Answers", anchor=False)
@@ -130,7 +126,7 @@ def sidebar(service: ArchivistService) -> Controls:
         kinds = st.multiselect("Only these file types", list(FILE_TYPES), format_func=FILE_TYPES.__getitem__,
                                placeholder="All file types")
         where = settings.ollama_host if settings.llm == "ollama" else settings.openai_base_url
-        st.caption(f"Model `{settings.model}` at `{where}`")
+        st.caption(f"Model {code(settings.model)} at {code(where)}")
         refused = refused_count()
         st.caption(f":material/shield: Connections off this machine refused since start: **{refused}**",
                    help="Archivist refuses every connection to another machine except the servers you configured "
@@ -180,7 +176,7 @@ def show_original(hit: Hit, quote: str, key: str) -> None:
             st.caption(plain(str(error)))
         else:
             marked = "the passage is marked" if image.marks else "the passage could not be located on the image"
-            st.image(image.png, caption=f"{path.name}, page {hit.page_start} ({marked})")
+            st.image(image.png, caption=f"{plain(path.name)}, page {hit.page_start} ({marked})")
     columns[1].download_button(
         "Download the original", data=lambda: download(path, roots).data, file_name=path.name,
         mime=mime_type(path), key=f"{key}-download", icon=":material/download:", on_click="ignore",
@@ -249,9 +245,38 @@ def show_outcome(turn: Turn, key: str, answer_slot: DeltaGenerator) -> None:
         return
     answer_slot.empty()
     if turn.error:
-        st.error(turn.error)
+        st.error(safe(turn.error))
     if turn.search_only:
         show_search_only(turn.hits)
+
+
+@dataclass
+class StreamedText:
+    """A slot showing model text as it streams in. Each redraw sanitises the whole text again (a parse:
+    about 5 ms per KB), so redraws come at most every REDRAW_S, and never take more than a third of the
+    time: a long reasoning would otherwise cost time quadratic in its length."""
+
+    slot: DeltaGenerator
+    cursor: str = ""
+    text: str = ""
+    drawn: int = -1  # how much of `text` the slot shows
+    due: float = 0.0
+
+    def add(self, delta: str) -> None:
+        self.text += delta
+        if time.monotonic() >= self.due:
+            self.draw(self.cursor)
+
+    def draw(self, cursor: str = "") -> None:
+        started = time.monotonic()
+        self.slot.markdown(model_text(self.text) + cursor)
+        self.drawn = len(self.text)
+        self.due = started + max(REDRAW_S, 3 * (time.monotonic() - started))
+
+    def finish(self) -> None:
+        """Show all of the text, without the cursor."""
+        if self.drawn != len(self.text) or self.cursor:
+            self.draw()
 
 
 def show_turn(turn: Turn, key: str) -> None:
@@ -274,22 +299,21 @@ def answer_live(
     with st.chat_message("assistant"):
         reasoning_area = st.container()  # keeps the expander above the answer, though it appears later
         answer_slot = st.empty()
-        reasoning_slot = None
+        reasoning: StreamedText | None = None
         found = False
-        answer_text = ""
+        answer_text = StreamedText(answer_slot, cursor=" ▌")
         try:
             for event in service.ask(question, controls.effort, controls.sources, history=earlier,
                                      filters=controls.filters):
                 if isinstance(event, PassagesFound):
                     turn.hits, found = event.passages, True
                 elif isinstance(event, ReasoningDelta):
-                    if reasoning_slot is None:
-                        reasoning_slot = reasoning_area.expander("Reasoning", expanded=False).empty()
+                    if reasoning is None:
+                        reasoning = StreamedText(reasoning_area.expander("Reasoning", expanded=False).empty())
                     turn.reasoning += event.text
-                    reasoning_slot.markdown(model_text(turn.reasoning))
+                    reasoning.add(event.text)
                 elif isinstance(event, AnswerDelta):
-                    answer_text += event.text
-                    answer_slot.markdown(model_text(answer_text) + " ▌")
+                    answer_text.add(event.text)
                 elif isinstance(event, Finished):
                     turn.answer = event.answer
         except LLMError as error:
@@ -302,6 +326,8 @@ def answer_live(
                     turn.error += f"\n\n{search_error}"
         except ArchivistError as error:
             turn.error = str(error)
+        if reasoning is not None:
+            reasoning.finish()
         show_outcome(turn, key, answer_slot)
     return turn
 
@@ -317,20 +343,20 @@ def ask_page() -> None:
 
     status = service.status()
     if status.note:
-        st.info(status.note)
+        st.info(safe(status.note))
     problem = service.llm_problem()
     if problem:
-        st.warning(f"{problem}\n\nMeanwhile questions are answered with the passages that match best (search "
+        st.warning(f"{safe(problem)}\n\nMeanwhile questions are answered with the passages that match best (search "
                    "only).", icon=":material/cloud_off:")
     if service.startup_error:
-        st.error(service.startup_error)
+        st.error(safe(service.startup_error))
     if status.documents == 0:
         if not status.roots:
             st.info(f"No documents yet. {HOW_TO_ADD}")
         elif status.indexing:
             st.info("Indexing your documents… You can ask already; answers use what is indexed so far.")
         else:
-            folders = ", ".join(f"`{root}`" for root in status.roots)
+            folders = ", ".join(code(str(root)) for root in status.roots)
             st.info(f"Nothing to index yet in {folders}: add PDF, Word, Markdown, HTML or text files there "
                     f"and they are indexed as they appear. {HOW_TO_ADD}")
 

@@ -17,6 +17,18 @@ plain page load with `?token=` is answered with a redirect to the same address w
 cookie (HttpOnly, SameSite=Strict), so the token leaves the address bar and history and the browser
 sends it with every later request, the websocket included.
 
+Every response also carries the page's security headers (`security_headers`), the refusals and the token
+redirect included: a Content-Security-Policy that lets the page load and connect only to itself
+(`default-src 'self'`, images also from data:/blob: URLs, fonts also from data: URLs, connections only to
+this page and its websocket,
+no plugins, no <base>, forms only to itself, `frame-ancestors 'none'`), with inline styles allowed
+(Streamlit's styling needs them) and inline scripts only by the SHA-256 of each inline script in the
+index.html the installed Streamlit serves, read at start-up so an upgrade keeps working; plus
+`X-Frame-Options: DENY` (framing refused for older browsers too: a foreign page cannot put Remove or Reset
+index inside an invisible frame), `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer`.
+The CSP is the second line of defence: ui/safe_markdown.py already keeps rendered text from loading or
+linking anything.
+
 Where it hooks in (the thin shell): Streamlit (1.5x+, served by Starlette under uvicorn) has no
 middleware option for `streamlit run`, but it builds its app from the list returned by
 `streamlit.web.server.starlette.starlette_app.create_streamlit_middleware()`. `install()` wraps that
@@ -29,9 +41,12 @@ Streamlit version), `install()` raises rather than serving unguarded.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import ipaddress
 import logging
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -162,6 +177,74 @@ def policy_from_settings(bind_host: str, port: int) -> GuardPolicy:
     return GuardPolicy(allowed=allowed_hosts(bind_host, port, extra), token=token or None)
 
 
+# Inline <script> elements (no src attribute) and their exact text, which is what a CSP hash covers.
+_INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc\s*=)[^>]*>(.*?)</script\s*>", re.IGNORECASE | re.DOTALL)
+# A Host header that is safe to write into the policy (it was checked against the allowed names already).
+_CSP_HOST = re.compile(r"[a-z0-9.\-]+(:\d{1,5})?|\[[0-9a-f:.]+\](:\d{1,5})?")
+
+
+def inline_script_hashes(html: str) -> tuple[str, ...]:
+    """The CSP source expressions (`'sha256-…'`) allowing exactly the inline scripts in `html`."""
+    return tuple(
+        f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+        for body in _INLINE_SCRIPT.findall(html)
+    )
+
+
+def content_security_policy(script_hashes: Sequence[str], host: str | None = None) -> str:
+    """The page's Content-Security-Policy: nothing from or to any other host, no framing.
+
+    `host` is the request's (already allowed) Host header: the websocket's address is named explicitly,
+    because not every browser lets 'self' cover ws:// (CSP level 3 does).
+    """
+    websocket = ""
+    if host and _CSP_HOST.fullmatch(host.strip().lower()):
+        websocket = f" ws://{host.strip().lower()} wss://{host.strip().lower()}"
+    directives = [
+        "default-src 'self'",
+        # 'wasm-unsafe-eval': Streamlit's protobuf decoder (long.js) compiles a tiny WebAssembly module
+        # of its own for 64-bit arithmetic; it lets scripts already allowed compile WebAssembly, not run
+        # JavaScript from strings ('unsafe-eval' stays off) nor load anything.
+        "script-src 'self' 'wasm-unsafe-eval'" + "".join(f" {digest}" for digest in script_hashes),
+        "style-src 'self' 'unsafe-inline'",  # Streamlit's components style themselves inline
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",  # Streamlit's stylesheet embeds a font as a data: URL
+        "connect-src 'self'" + websocket,
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+    return "; ".join(directives)
+
+
+def security_headers(script_hashes: Sequence[str], host: str | None = None) -> list[tuple[bytes, bytes]]:
+    """The headers every response of the page carries."""
+    return [
+        (b"content-security-policy", content_security_policy(script_hashes, host).encode("latin-1")),
+        (b"x-frame-options", b"DENY"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    ]
+
+
+def streamlit_script_hashes() -> tuple[str, ...]:
+    """The hashes of the inline scripts in the index.html the installed Streamlit serves (read at start-up)."""
+    from pathlib import Path
+
+    from streamlit import file_util
+
+    index = Path(file_util.get_static_dir()) / "index.html"
+    try:
+        html = index.read_text(encoding="utf-8")
+    except OSError as error:  # no page to serve, or one we cannot vouch for: refuse to start
+        raise RuntimeError(f"Streamlit's page {index} cannot be read ({error.strerror}); the page is not "
+                           "served without its Content-Security-Policy.") from error
+    hashes = inline_script_hashes(html)
+    logger.info("page guard: %d inline script(s) in %s allowed by hash", len(hashes), index)
+    return hashes
+
+
 # ----- the ASGI shell -----
 def _headers(scope: Scope) -> dict[str, str]:
     # A repeated header keeps its first value; browsers send Host and Origin once.
@@ -187,9 +270,12 @@ def _bearer(header: str | None) -> str | None:
 class GuardMiddleware:
     """ASGI middleware applying `check_request` to every HTTP and websocket request."""
 
-    def __init__(self, app: ASGIApp, policy: GuardPolicy | None = None) -> None:
+    def __init__(self, app: ASGIApp, policy: GuardPolicy | None = None,
+                 script_hashes: Sequence[str] | None = None) -> None:
         self.app = app
         self._policy = policy
+        # Read when the server builds its app, i.e. at start-up, from the files it is about to serve.
+        self.script_hashes = tuple(script_hashes) if script_hashes is not None else streamlit_script_hashes()
 
     @property
     def policy(self) -> GuardPolicy:
@@ -209,6 +295,7 @@ class GuardMiddleware:
             return
         policy = self.policy
         headers = _headers(scope)
+        send = _adding_headers(send, security_headers(self.script_hashes, headers.get("host")))
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         from_query = query.get(TOKEN_PARAMETER)
         exempt = scope.get("path") in TOKEN_EXEMPT_PATHS
@@ -228,6 +315,22 @@ class GuardMiddleware:
             await _remember_token(scope, send, query, policy.token)
             return
         await self.app(scope, receive, send)
+
+
+_STARTS = frozenset({"http.response.start", "websocket.http.response.start", "websocket.accept"})
+
+
+def _adding_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """`send`, with `extra` replacing any headers of the same names on the response's start."""
+    names = {name for name, _ in extra}
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] in _STARTS:
+            kept = [(name, value) for name, value in message.get("headers") or [] if bytes(name).lower() not in names]
+            message = {**message, "headers": [*kept, *extra]}
+        await send(message)
+
+    return wrapped
 
 
 async def _refuse(scope: Scope, send: Send, reason: str) -> None:

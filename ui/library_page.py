@@ -10,8 +10,9 @@ import streamlit as st
 
 from ingest.library import IndexCheck
 from rag.errors import ArchivistError
+from ui.safe_markdown import code, plain, safe
 from ui.service import ArchivistService
-from ui.state import page_service, plain
+from ui.state import page_service
 
 REFRESH = timedelta(seconds=2)
 STATUSES = ("indexed", "failed", "skipped")
@@ -47,7 +48,9 @@ def folders_section(service: ArchivistService) -> None:
     st.subheader("Watched folders", anchor=False)
     for folder in service.folders():
         columns = st.columns([6, 2, 2])
-        where = f"`{folder.path}`" + ("" if folder.present else " — :orange[not there: not watched until it is back]")
+        where = code(str(folder.path))
+        if not folder.present:
+            where += " — :orange[not there: not watched until it is back]"
         columns[0].markdown(where)
         columns[1].caption(f"{folder.documents:,} documents")
         if columns[2].button("Remove", key=f"remove-{folder.path}", help="Stop watching it and take its "
@@ -55,9 +58,9 @@ def folders_section(service: ArchivistService) -> None:
             try:
                 removed = service.remove_folder(folder.path)
             except ArchivistError as error:
-                st.error(str(error))
+                st.error(safe(str(error)))
             else:
-                st.toast(f"Removed {folder.path} and its {len(removed):,} documents from the index.")
+                st.toast(f"Removed {plain(str(folder.path))} and its {len(removed):,} documents from the index.")
                 st.rerun()
     with st.form("add-folder", clear_on_submit=True, border=False):
         columns = st.columns([8, 2], vertical_alignment="bottom")
@@ -66,9 +69,9 @@ def folders_section(service: ArchivistService) -> None:
             try:
                 added = service.add_folder(Path(path.strip()))
             except ArchivistError as error:
-                st.error(str(error))
+                st.error(safe(str(error)))
             else:
-                st.toast(f"Watching {added}; its files are being indexed.")
+                st.toast(f"Watching {plain(str(added))}; its files are being indexed.")
                 st.rerun()
 
 
@@ -145,7 +148,7 @@ def show_check(service: ArchivistService, check: IndexCheck) -> None:
             try:
                 repair = service.repair_index(check)
             except ArchivistError as error:
-                st.error(str(error))
+                st.error(safe(str(error)))
             else:
                 st.session_state["library-check"] = service.check_index()
                 st.toast(f"Fixed: {len(repair.report.results):,} files read again, {len(repair.removed):,} "
@@ -162,7 +165,7 @@ def confirm_reset(service: ArchivistService) -> None:
         try:
             service.reset_index(keep_embeddings=keep)
         except ArchivistError as error:
-            st.error(str(error))
+            st.error(safe(str(error)))
         else:
             st.session_state.pop("library-check", None)
             st.rerun()

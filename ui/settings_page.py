@@ -10,8 +10,9 @@ from typing import Any
 import streamlit as st
 
 from rag.errors import ArchivistError
+from ui.safe_markdown import plain, safe
 from ui.service import ArchivistService, SettingInfo
-from ui.state import page_service, plain
+from ui.state import page_service
 
 SOURCE_LABELS = {"flag": "command line", "environment": "environment variable", "saved": "saved here",
                  "default": "default"}
@@ -61,14 +62,14 @@ def help_for(rows: dict[str, SettingInfo], name: str) -> str:
     row = rows.get(name)
     if row is None:
         return ""
-    return f"{row.description} Now from: {SOURCE_LABELS.get(row.source, row.source)}."
+    return safe(f"{row.description} Now from: {SOURCE_LABELS.get(row.source, row.source)}.")
 
 
 def save(service: ArchivistService, rows: dict[str, SettingInfo], changes: dict[str, Any]) -> None:
     try:
         service.save_settings(changes)
     except ArchivistError as error:
-        st.error(str(error))
+        st.error(safe(str(error)))
         return
     hidden = [name for name in changes if rows.get(name) and rows[name].source in ("flag", "environment")]
     st.success("Saved. New questions use these settings.", icon=":material/check_circle:")

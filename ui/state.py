@@ -7,7 +7,6 @@ ui/service.py (`process_service`), opened once per process when the server start
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -15,14 +14,10 @@ import streamlit as st
 
 from rag import offline  # noqa: F401  (before anything heavy)
 from rag.errors import ArchivistError
+from ui.safe_markdown import plain, safe
 from ui.service import ArchivistService, current_service, process_service
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")
-
-
-def plain(text: str) -> str:
-    """Document text shown as is: markdown characters in a file must not format the page."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+__all__ = ["get_service", "page_service", "parse_options", "plain", "safe"]
 
 
 def parse_options(argv: list[str]) -> argparse.Namespace:
@@ -49,5 +44,5 @@ def page_service() -> ArchivistService:
         with st.spinner("Opening the index…"):
             return get_service()
     except ArchivistError as error:
-        st.error(str(error))
+        st.error(safe(str(error)))
         st.stop()

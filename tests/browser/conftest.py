@@ -13,10 +13,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, Request, sync_playwright
 
 from rag.offline import OFFLINE_ENVIRONMENT
 from tests.ollama_standin import OllamaStandIn, free_port
@@ -125,6 +126,59 @@ def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 1100})
     tab = context.new_page()
     yield tab
+    context.close()
+
+
+# Reports every CSP violation the page sees, including those inside frames, to the test (see `Watch`).
+_VIOLATION_LISTENER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.archivistViolation(`${event.violatedDirective} blocked ${event.blockedURI || "inline"} `
+                            + `(${event.sourceFile}:${event.lineNumber})`);
+}, true);
+"""
+
+
+class Watch:
+    """What a browser context did that a page must never do: every request made (attempted: a request the
+    CSP blocks never reaches the network but is reported as a violation), and every CSP violation, seen both
+    by a `securitypolicyviolation` listener and in the console."""
+
+    def __init__(self, context: BrowserContext) -> None:
+        self.requests: list[str] = []
+        self.violations: list[str] = []
+        context.on("request", self._request)
+        context.expose_binding("archivistViolation", lambda _source, text: self.violations.append(str(text)))
+        context.add_init_script(_VIOLATION_LISTENER)
+
+    def _request(self, request: Request) -> None:
+        self.requests.append(request.url)
+
+    def page(self, page: Page) -> Page:
+        """Also watch `page`'s console, where Chromium reports what its CSP refused."""
+        page.on("console", self._console)
+        return page
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
+            self.violations.append(f"console: {message.text}")
+
+    def off_machine(self, local: frozenset[str] = frozenset({"127.0.0.1"})) -> list[str]:
+        return [url for url in self.requests if urlsplit(url).scheme not in ("data", "blob", "about")
+                and urlsplit(url).hostname not in local]
+
+    def assert_clean(self) -> None:
+        assert self.requests, "no request was recorded at all"
+        assert not self.off_machine(), f"the page tried to reach other hosts: {self.off_machine()}"
+        assert not self.violations, f"CSP violations: {self.violations}"
+
+
+@pytest.fixture
+def watched(browser: Browser) -> Iterator[tuple[Page, Watch]]:
+    """Like `page`, with its requests and CSP violations recorded from the start."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1100})
+    watch = Watch(context)
+    tab = watch.page(context.new_page())
+    yield tab, watch
     context.close()
 
 

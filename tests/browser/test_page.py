@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, Request, expect
 
-from tests.browser.conftest import FACT
+from tests.browser.conftest import FACT, Watch
 from tests.ollama_standin import OllamaStandIn, ScriptedReply
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -53,9 +53,9 @@ def assert_only_local(urls: list[str]) -> None:
 
 
 def test_question_is_answered_with_reasoning_and_cited_sources(
-    page: Page, app_url: str, standin: OllamaStandIn, artifacts: Path
+    watched: tuple[Page, Watch], app_url: str, standin: OllamaStandIn, artifacts: Path
 ) -> None:
-    urls = record_requests(page)
+    page, watch = watched
     open_when_indexed(page, app_url)
     # Slow enough to watch: the answer appears word by word behind a cursor before it is complete.
     standin.enqueue(ScriptedReply(thinking="Source one gives the temperature.", content=f"{FACT} [1]", delay_s=0.25))
@@ -78,7 +78,7 @@ def test_question_is_answered_with_reasoning_and_cited_sources(
     assert standin.chat_requests[-1]["think"] == "medium"
 
     page.screenshot(path=str(artifacts / "answer.png"), full_page=True, animations="disabled")
-    assert_only_local(urls)
+    watch.assert_clean()  # nothing off this machine, and not one CSP violation in normal use
     # The server side too: its egress guard refused nothing, because nothing tried to leave.
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar.get_by_text("Connections off this machine refused since start: 0")).to_be_visible()
@@ -115,9 +115,9 @@ def test_the_supporting_sentence_is_highlighted_and_a_follow_up_uses_the_convers
 
 
 def test_a_pdf_source_shows_its_page_with_the_passage_marked_and_offers_the_file(
-    page: Page, app_url: str, artifacts: Path
+    watched: tuple[Page, Watch], app_url: str, artifacts: Path
 ) -> None:
-    urls = record_requests(page)
+    page, watch = watched
     open_when_indexed(page, app_url)
     ask(page, "How many litres of brine does the Quibble pump move an hour?")
     answer = page.get_by_test_id("stChatMessage").last
@@ -135,7 +135,7 @@ def test_a_pdf_source_shows_its_page_with_the_passage_marked_and_offers_the_file
     assert Path(download.path()).read_bytes().startswith(b"%PDF")
     image.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "pdf-page.png"), full_page=True, animations="disabled")
-    assert_only_local(urls)
+    watch.assert_clean()
 
 
 def test_ollama_down_shows_the_fix_and_the_passages(
@@ -172,8 +172,10 @@ def test_sidebar_follows_the_watched_folder(page: Page, app_url: str, docs_dir: 
     expect(sidebar.get_by_text(f"Documents indexed: {count + 1}")).to_be_visible(timeout=30_000)
 
 
-def test_library_and_settings_pages(page: Page, app_url: str, docs_dir: Path, artifacts: Path) -> None:
-    urls = record_requests(page)
+def test_library_and_settings_pages(
+    watched: tuple[Page, Watch], app_url: str, docs_dir: Path, artifacts: Path
+) -> None:
+    page, watch = watched
     open_when_indexed(page, app_url)
 
     page.get_by_test_id("stSidebarNav").get_by_text("Library").click()
@@ -194,4 +196,4 @@ def test_library_and_settings_pages(page: Page, app_url: str, docs_dir: Path, ar
     expect(page.get_by_role("heading", name="Settings")).to_be_visible()
     expect(page.get_by_text("Where each value comes from")).to_be_visible()
     page.screenshot(path=str(artifacts / "settings.png"), full_page=True, animations="disabled")
-    assert_only_local(urls)
+    watch.assert_clean()

@@ -20,6 +20,7 @@ from rag.settings import load_settings
 from rag.vectors import InMemoryVectorStore
 from ui import service as service_module
 from ui.app import link_citations, plain
+from ui.safe_markdown import safe
 from ui.service import ArchivistService, take_writer_lock
 
 APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
@@ -129,7 +130,8 @@ def test_llm_down_shows_the_fix_and_still_the_passages(make_service: ServiceFact
     at.chat_input[0].set_value(QUESTION).run()
 
     assert not at.exception
-    assert [error.value for error in at.error] == [DOWN]
+    assert [error.value for error in at.error] == [safe(DOWN)]
+    assert "`http://127.0.0.1:9`. Start it with `ollama serve`" in at.error[0].value
     page = markdown_text(at)
     assert "**Top passages for your question (search only)**" in page
     assert plain(FACT) in page
@@ -144,7 +146,7 @@ def test_an_error_mid_answer_replaces_the_unverified_text_with_the_passages(make
 
     at.chat_input[0].set_value(QUESTION).run()
 
-    assert [error.value for error in at.error] == ["Ollama reported an error: boom"]
+    assert [error.value for error in at.error] == [safe("Ollama reported an error: boom")]
     page = markdown_text(at)
     assert "Half an answer" not in page
     assert "**Top passages for your question (search only)**" in page
@@ -172,7 +174,7 @@ def test_a_held_lock_means_read_only_with_a_note_naming_the_owner(tmp_path: Path
 def test_link_citations_links_only_valid_numbers_and_keeps_dollars_literal() -> None:
     text = "Revenue was $5 [1][3], up from $4 【2†L1-L2】 [1, 2]."
     assert link_citations(text, "t", {1, 2}) == (
-        r"Revenue was \$5 [\[1\]](#t-source-1)[3], up from \$4 [\[2\]](#t-source-2) "
+        r"Revenue was \$5 [\[1\]](#t-source-1)\[3\], up from \$4 [\[2\]](#t-source-2) "
         r"[\[1\]](#t-source-1)[\[2\]](#t-source-2)."
     )
 
@@ -297,5 +299,50 @@ def test_a_banner_gives_the_fix_as_soon_as_the_llm_is_unreachable(make_service: 
     at = run_page()
 
     assert [warning.value for warning in at.warning] == [
-        f"{DOWN}\n\nMeanwhile questions are answered with the passages that match best (search only)."
+        f"{safe(DOWN)}\n\nMeanwhile questions are answered with the passages that match best (search only)."
     ]
+
+
+LEAKS = ("![x](http://198.51.100.7/i.png) [more](http://198.51.100.7/l) <http://198.51.100.7/a> "
+         "https://198.51.100.7/b <img src=http://198.51.100.7/r.png>")
+
+
+def test_no_drawn_text_can_load_or_link_out(make_service: ServiceFactory) -> None:
+    from tests.unit.test_safe_markdown import assert_inert
+
+    chat = ScriptedChat()
+    chat.enqueue(f"{FACT} [1] {LEAKS}", thinking=f"Thinking {LEAKS}")
+    make_service({"reactor ![x](http:．198.51.100.7) <img src=x>.md": f"{FACT} {LEAKS}\n"}, chat)
+    at = run_page()
+
+    at.chat_input[0].set_value(QUESTION).run()
+
+    assert not at.exception
+    drawn = [e.value for e in [*at.markdown, *at.caption, *at.error, *at.warning, *at.info]]
+    assert any("198.51.100.7/l" in text for text in drawn)  # the leaks were drawn, inertly
+    for text in drawn:
+        # Our own markup stays: the anchor the [n] links point at (an id, not a link), colours and icons.
+        assert_inert(text.replace('<a id="turn-0-source-1"></a>', ""), own_directives=True)
+
+
+class Slot:
+    """Stands in for a Streamlit slot: records what it was asked to draw."""
+
+    def __init__(self) -> None:
+        self.drawn: list[str] = []
+
+    def markdown(self, text: str) -> None:
+        self.drawn.append(text)
+
+
+def test_streamed_text_ends_showing_all_of_it_sanitised_without_the_cursor() -> None:
+    from ui.app import StreamedText
+
+    slot = Slot()
+    streamed = StreamedText(slot, cursor=" ▌")  # type: ignore[arg-type]
+    for piece in ["Hello ", "![x](http://198.51.100.7/i.png)", " **world**"] * 50:
+        streamed.add(piece)
+    streamed.finish()
+    assert slot.drawn[0] == "Hello ▌"
+    assert slot.drawn[-1] == safe(streamed.text) and not slot.drawn[-1].endswith("▌")
+    assert all("](http" not in text for text in slot.drawn)

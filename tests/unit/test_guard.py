@@ -13,7 +13,10 @@ from ui.guard import (
     GuardPolicy,
     allowed_hosts,
     check_request,
+    content_security_policy,
     host_allowed,
+    inline_script_hashes,
+    streamlit_script_hashes,
 )
 
 LOOPBACK = allowed_hosts("127.0.0.1", 8501)
@@ -215,3 +218,124 @@ def test_install_puts_the_guard_first_once() -> None:
         assert classes[0] is GuardMiddleware and classes.count(GuardMiddleware) == 1
     finally:
         starlette_app.create_streamlit_middleware = original
+
+
+# ----- security headers: CSP, framing -----
+INDEX = """<html><head><script>
+      window.prerenderReady = false
+    </script><script type="module" crossorigin src="./static/js/index.js"></script>
+<SCRIPT type="text/javascript">var a = 1;</SCRIPT></head></html>"""
+
+
+def test_inline_scripts_are_hashed_and_scripts_with_a_source_are_not() -> None:
+    import base64
+    import hashlib
+
+    def digest(body: str) -> str:
+        return f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+
+    assert inline_script_hashes(INDEX) == (digest("\n      window.prerenderReady = false\n    "),
+                                           digest("var a = 1;"))
+    assert inline_script_hashes("<p>no scripts</p>") == ()
+
+
+def test_the_policy_allows_only_this_page() -> None:
+    policy = content_security_policy(("'sha256-abc'",), "localhost:8501")
+    directives = {part.split()[0]: part.split()[1:] for part in policy.split("; ")}
+    assert directives == {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", "'wasm-unsafe-eval'", "'sha256-abc'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'", "ws://localhost:8501", "wss://localhost:8501"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+    assert "unsafe-inline" not in " ".join(directives["script-src"])
+    assert "'unsafe-eval'" not in directives["script-src"]
+    assert "*" not in policy and "http:" not in policy
+
+
+@pytest.mark.parametrize("host", ["evil.example; script-src *", "a b", "", None, "x\r\ny"])
+def test_a_strange_host_never_reaches_the_policy(host: str | None) -> None:
+    assert "connect-src 'self';" in content_security_policy((), host)
+
+
+def test_the_installed_streamlit_inline_script_is_allowed_by_its_hash() -> None:
+    from pathlib import Path
+
+    from streamlit import file_util
+
+    html = (Path(file_util.get_static_dir()) / "index.html").read_text(encoding="utf-8")
+    hashes = streamlit_script_hashes()
+    assert hashes == inline_script_hashes(html)
+    assert len(hashes) == html.count("<script>")
+
+
+def _security(sent: list[dict[str, Any]]) -> dict[bytes, bytes]:
+    headers = dict(sent[0]["headers"])
+    return {name: headers[name] for name in (b"content-security-policy", b"x-frame-options",
+                                             b"x-content-type-options", b"referrer-policy") if name in headers}
+
+
+def _assert_secured(sent: list[dict[str, Any]]) -> None:
+    headers = _security(sent)
+    assert headers[b"x-frame-options"] == b"DENY"
+    assert headers[b"x-content-type-options"] == b"nosniff"
+    assert headers[b"referrer-policy"] == b"no-referrer"
+    assert b"frame-ancestors 'none'" in headers[b"content-security-policy"]
+    assert b"default-src 'self'" in headers[b"content-security-policy"]
+
+
+def test_every_kind_of_response_carries_the_security_headers() -> None:
+    _assert_secured(run(POLICY, headers={"Host": "localhost:8501"})[1])  # the page
+    _assert_secured(run(POLICY, "/static/js/main.js", headers={"Host": "evil.example:8501"})[1])  # refused
+    _assert_secured(run(TOKEN_POLICY, headers={"Host": "localhost:8501"}, query="token=s3cret")[1])  # redirect
+    _, sent = run(POLICY, "/_stcore/stream", headers={"Host": "evil.example:8501"}, kind="websocket",
+                  extensions={"websocket.http.response": {}})
+    _assert_secured(sent)  # a refused websocket upgrade
+
+
+def test_the_page_own_headers_of_the_same_names_are_replaced_not_doubled() -> None:
+    class Framable(App):
+        async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"X-Frame-Options", b"ALLOWALL"), (b"content-type", b"text/html")]})
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    scope = {"type": "http", "path": "/", "method": "GET", "query_string": b"",
+             "headers": [(b"host", b"localhost:8501")]}
+    asyncio.run(GuardMiddleware(Framable(), POLICY, script_hashes=())(scope, receive, send))  # type: ignore[arg-type]
+    names = [name.lower() for name, _ in sent[0]["headers"]]
+    assert names.count(b"x-frame-options") == 1 and (b"x-frame-options", b"DENY") in sent[0]["headers"]
+    assert (b"content-type", b"text/html") in sent[0]["headers"]
+
+
+def test_an_accepted_websocket_carries_the_headers_too() -> None:
+    class Accepting(App):
+        async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await send({"type": "websocket.accept", "subprotocol": "streamlit"})
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    scope = {"type": "websocket", "path": "/_stcore/stream", "query_string": b"",
+             "headers": [(b"host", b"localhost:8501"), (b"origin", b"http://localhost:8501")]}
+    asyncio.run(GuardMiddleware(Accepting(), POLICY, script_hashes=())(scope, receive, send))  # type: ignore[arg-type]
+    assert sent[0]["subprotocol"] == "streamlit"
+    _assert_secured(sent)
