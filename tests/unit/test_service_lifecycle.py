@@ -29,6 +29,7 @@ from rag.settings import Settings, load_settings
 from rag.vectors import InMemoryVectorStore
 from tests.conftest import subprocess_env
 from ui import service as service_module
+from ui.safe_markdown import safe
 from ui.service import ArchivistService, read_only_note
 
 REPO = Path(__file__).resolve().parents[2]
@@ -201,7 +202,7 @@ def test_a_service_that_cannot_open_is_a_banner_on_the_page(
     page = AppTest.from_file(APP, default_timeout=60)
     page.run()
     assert not page.exception
-    assert [error.value for error in page.error] == ["Archivist could not start: chunk_size must be positive"]
+    assert [error.value for error in page.error] == [safe("Archivist could not start: chunk_size must be positive")]
 
 
 def test_a_bad_setting_is_a_banner_on_the_page(
@@ -212,7 +213,7 @@ def test_a_bad_setting_is_a_banner_on_the_page(
     page = AppTest.from_file(APP, default_timeout=60)
     page.run()
     assert not page.exception
-    assert len(page.error) == 1 and "num_ctx" in page.error[0].value
+    assert len(page.error) == 1 and safe("num_ctx") in page.error[0].value
     # Fixed, the next run of the page opens it (a failure is not kept).
     monkeypatch.delenv("ARCHIVIST_NUM_CTX")
     page.run()
