@@ -6,13 +6,14 @@ page, `archivist status`) can see and steer the one process that owns the index,
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from rag.priority import mark_background
 
 PAUSE_FILE = "indexing.paused"
 PROGRESS_FILE = "indexing.progress.json"
@@ -124,10 +125,6 @@ def indexing_notice(progress: Progress | None, starting: bool = False) -> str | 
 
 
 def lower_thread_priority(niceness: int = 10) -> None:
-    """Let indexing yield the CPU to the person's own work (and to answering questions).
-
-    On Linux a thread's nice value is its own, so the page's server stays responsive while its indexing
-    thread runs at low priority; elsewhere this does nothing.
-    """
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    """Let indexing yield the CPU to the person's own work, and the embedding model to questions (see
+    rag.priority): called by the thread that indexes, before it starts."""
+    mark_background(niceness)

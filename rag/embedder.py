@@ -43,6 +43,7 @@ import numpy.typing as npt
 
 from rag import offline  # noqa: F401  (must precede sentence_transformers)
 from rag.errors import ConfigError
+from rag.priority import PriorityLock, is_background
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,8 @@ class SentenceTransformerEmbedder(Embedder):
         self._counter.no_padding()
         # Re-indexing an edited file counts the same paragraphs and sentences again: remember the counts.
         self._cached_count = functools.lru_cache(maxsize=TOKEN_COUNT_CACHE)(self._count_uncached)
-        self._lock = threading.Lock()  # one batch at a time: each runtime already uses every core it may
+        # One batch at a time (each runtime already uses every core it may), a question's before indexing's.
+        self._lock = PriorityLock()
         self.dimension = self._runner.dimension
         self.max_tokens = self._runner.max_tokens
         self.name = model_name_for(model_dir, self.backend)
@@ -180,8 +182,24 @@ class SentenceTransformerEmbedder(Embedder):
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:
+        with self._lock.hold():
             return self._runner.encode(list(texts))
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Vectors:
+        if is_background():
+            # Batch by batch, so a question may slip in between two of them. The int8 runner runs each text
+            # alone, so small batches cost it nothing, and a question then waits for a few texts, not for 64
+            # (the indexing thread runs at low CPU priority: on a busy machine 64 texts took it 8 s).
+            if isinstance(self._runner, _OnnxRunner):
+                batch_size = min(batch_size, BACKGROUND_TEXTS_PER_CORE * self._runner.workers)
+            return super().embed(texts, batch_size, on_progress)
+        with self._lock.hold():  # a question's batches as one: indexing waits until the question is done
+            return super().embed(texts, batch_size, on_progress)
 
     def count_tokens(self, text: str) -> int:
         return self._cached_count(text)
@@ -195,7 +213,7 @@ class SentenceTransformerEmbedder(Embedder):
             return np.zeros((0, self.dimension), dtype=np.float32)
         if not isinstance(self._runner, _OnnxRunner):
             return self.embed(texts)
-        with self._lock:
+        with self._lock.hold():
             return self._runner.encode(list(texts), group_same_length=True)
 
     def _count_uncached(self, text: str) -> int:
@@ -247,6 +265,7 @@ class _TorchRunner:
 
 
 SAME_LENGTH_BATCH = 64  # texts of one token count per model call
+BACKGROUND_TEXTS_PER_CORE = 4  # indexing holds the model for this many texts per core at a time
 
 
 class _OnnxRunner:
@@ -298,15 +317,17 @@ class _OnnxRunner:
                 str(self.model_file), options, providers=["CPUExecutionProvider"]
             )
         self.workers = threads or _cpu_count()
-        # Made on first use, so its threads start from (and share the priority of) the thread that embeds.
-        self._pool: ThreadPoolExecutor | None = None
+        # Two pools, each made on first use by a thread of its kind, so its threads share that thread's CPU
+        # priority: indexing's run at low priority, a question's at the page's. One pool made by the
+        # indexing thread would run questions at low priority too (threads inherit their creator's nice).
+        self._pools: dict[bool, ThreadPoolExecutor] = {}  # by rag.priority.is_background()
         self._pool_lock = threading.Lock()
 
     def close(self) -> None:
-        """Shut the thread pool down (after the calls in flight); the next encode makes a new one."""
+        """Shut the thread pools down (after the calls in flight); the next encode makes new ones."""
         with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
             pool.shutdown(wait=True)
 
     def encode(self, texts: list[str], group_same_length: bool = False) -> Vectors:
@@ -332,10 +353,12 @@ class _OnnxRunner:
             for group in groups:
                 result[group] = run(group)
             return result
+        background = is_background()
         with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="archivist-embed")
-            pool = self._pool
+            pool = self._pools.get(background)
+            if pool is None:
+                prefix = "archivist-embed-background" if background else "archivist-embed"
+                pool = self._pools[background] = ThreadPoolExecutor(self.workers, thread_name_prefix=prefix)
         for group, vectors in zip(groups, pool.map(run, groups), strict=True):
             result[group] = vectors
         return result
