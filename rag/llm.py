@@ -97,6 +97,11 @@ class ChatModel(ABC):
         return "".join(event.content for event in self.stream(messages, effort) if isinstance(event, Delta)).strip()
 
 
+# What `ollama pull` downloads for the models Archivist is made for (Ollama's library pages), to set
+# expectations in the message that asks for it; other models' sizes are not guessed.
+DOWNLOAD_SIZES = {"gpt-oss:20b": "14 GB", "gpt-oss": "14 GB", "gpt-oss:120b": "65 GB"}
+
+
 class OllamaChat(ChatModel):
     """gpt-oss through Ollama's /api/chat, with the official client."""
 
@@ -174,9 +179,10 @@ class OllamaChat(ChatModel):
         )
 
     def _missing(self) -> ModelMissing:
+        size = DOWNLOAD_SIZES.get(self.model.removesuffix(":latest"))
         return ModelMissing(
             f"Ollama at {self.where} does not have the model {self.model}. "
-            f"Download it with `ollama pull {self.model}` (about 14 GB for gpt-oss:20b)."
+            f"Download it with `ollama pull {self.model}`" + (f" (about {size})." if size else ".")
         )
 
     def _translate(self, error: Any) -> LLMError:

@@ -107,3 +107,12 @@ def test_close_waits_for_the_reply_still_streaming(server: OllamaStandIn) -> Non
     rest = list(events)
     assert isinstance(first, Delta) and isinstance(rest[-1], Usage) and rest[-1].done_reason == "stop"
     assert chat._client._client.is_closed  # closed once that reply ended
+
+
+@pytest.mark.parametrize(("model", "size"), [("gpt-oss:20b", "about 14 GB"), ("gpt-oss:120b", "about 65 GB")])
+def test_the_missing_models_message_gives_its_own_download_size(model: str, size: str, server: OllamaStandIn) -> None:
+    server.models.clear()
+    chat = OllamaChat(load_settings(ollama_host=server.url, model=model))
+    with pytest.raises(ModelMissing, match=f"ollama pull {model}`") as raised:
+        chat.check()
+    assert size in str(raised.value) and str(raised.value).count("GB") == 1
