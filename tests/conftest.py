@@ -53,3 +53,24 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env.update(offline.OFFLINE_ENVIRONMENT)
     env.update(extra)
     return env
+
+
+UNPRIVILEGED_RUN = "ARCHIVIST_TEST_UNPRIVILEGED"
+
+
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """A test marked `unprivileged` meets real permission checks: as root (sessions and CI), its body runs in
+    a pytest of its own with every capability dropped (tests/unprivileged.py), and passes when that does."""
+    if pyfuncitem.get_closest_marker("unprivileged") is None or os.geteuid() != 0 or os.environ.get(UNPRIVILEGED_RUN):
+        return None
+    import subprocess
+    import sys
+
+    from tests.unprivileged import unprivileged
+
+    command = unprivileged([sys.executable, "-m", "pytest", pyfuncitem.nodeid, "-q", "-p", "no:cacheprovider"])
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, UNPRIVILEGED_RUN: "1"})
+    assert result.returncode == 0, f"without root's capabilities:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
+    assert "1 passed" in result.stdout, result.stdout[-4000:]  # run, not skipped
+    return True

@@ -343,7 +343,7 @@ def test_bad_files_are_recorded_with_reasons_and_the_rest_goes_on(harness: Harne
     assert documents["good-before.md"] == ("indexed", None) and documents["good-after.txt"] == ("indexed", None)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+@pytest.mark.unprivileged  # as root, run with capabilities dropped (tests/conftest.py)
 def test_an_unreadable_file_is_recorded_as_failed(harness: Harness) -> None:
     harness.start()
     secret = harness.docs / "secret.txt"
