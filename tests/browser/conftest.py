@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -57,11 +58,18 @@ def docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def app_url(standin: OllamaStandIn, docs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`archivist ui DOCS` on a free port, until its health check answers; stopped with its process group."""
+    with running_app(docs_dir, tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("logs") / "app.log",
+                     standin.url) as url:
+        yield url
+
+
+@contextmanager
+def running_app(docs_dir: Path, data_dir: Path, log_path: Path, ollama_url: str) -> Iterator[str]:
+    """`archivist ui DOCS` on a free port, from when its health check answers until the block ends; then
+    stopped with its process group, and its log checked for tracebacks."""
     port = free_port()
-    data_dir = tmp_path_factory.mktemp("data")
-    log_path = tmp_path_factory.mktemp("logs") / "app.log"
     env = {key: value for key, value in os.environ.items() if not key.startswith("ARCHIVIST_")}
-    env.update(OFFLINE_ENVIRONMENT, OLLAMA_HOST=standin.url)
+    env.update(OFFLINE_ENVIRONMENT, OLLAMA_HOST=ollama_url)
     command = [sys.executable, "-m", "ui.cli", "ui", str(docs_dir), "--port", str(port), "--data-dir", str(data_dir)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
