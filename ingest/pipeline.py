@@ -23,8 +23,9 @@ from ingest.control import IndexingControl
 from ingest.document import DocumentKind, ParsedDocument
 from ingest.parsers import kind_for, parse_bytes, read_document
 from ingest.scan import is_ignored, walk_files
-from rag.errors import DocumentError, UnreadableFile, UnsupportedFileType
+from rag.errors import DocumentError, IngestAborted, UnexpectedFailure, UnreadableFile, UnsupportedFileType
 from rag.index import DocumentWrite, FileFacts, Index, NewChunk, text_hash
+from rag.paths import display_path
 from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -191,8 +192,9 @@ class Ingester:
         control.update(state="indexing", total=len(files), done=0, failed=0, force=True)
         ahead: queue.Queue[_Action | None] = queue.Queue(maxsize=READ_AHEAD)
         halt = threading.Event()
+        died: list[BaseException] = []  # the reader's own failure (not a file's), raised here
         reader = threading.Thread(
-            target=self._read_ahead, args=(files, ahead, halt), name="archivist-reader", daemon=True
+            target=self._read_ahead, args=(files, ahead, halt, died), name="archivist-reader", daemon=True
         )
         reader.start()
         try:
@@ -219,6 +221,11 @@ class Ingester:
                     writes = []
                     record([self._apply(action, newly_embedded)])
                 record(self._write(writes, newly_embedded))
+            if died:
+                raise IngestAborted(
+                    f"Indexing stopped after {len(report.results)} of {len(files)} files: the reader failed "
+                    f"({type(died[0]).__name__}: {died[0]}). The files not reached were not indexed; run again."
+                ) from died[0]
         finally:
             halt.set()
             while reader.is_alive():  # it may be blocked on a full queue after an early stop
@@ -234,13 +241,17 @@ class Ingester:
                     report.removed.append(document.path)
         return report
 
-    def _read_ahead(self, files: list[Path], ahead: queue.Queue[_Action | None], halt: threading.Event) -> None:
+    def _read_ahead(
+        self, files: list[Path], ahead: queue.Queue[_Action | None], halt: threading.Event, died: list[BaseException]
+    ) -> None:
         try:
             for file in files:
                 self.control.wait_while_paused(halt, self.stopping)
                 if halt.is_set() or self.stopping.is_set():
                     return
                 ahead.put(self._prepare(file))
+        except BaseException as error:  # handed to the run, which raises it: never end short silently
+            died.append(error)
         finally:
             ahead.put(None)
 
@@ -288,8 +299,11 @@ class Ingester:
         except DocumentError as problem:
             return _Problem(key, problem)
         except OSError as error:  # something the checks did not foresee: still only this file fails
-            logger.warning("could not read %s: %s", key, error)
+            logger.warning("could not read %s: %s", display_path(key), error)
             return _Problem(key, UnreadableFile(f"could not read: {error.strerror or error}"))
+        except Exception as error:  # a bug or a library's surprise: this file fails, the run goes on
+            logger.exception("unexpected error preparing %s", display_path(key))
+            return _Problem(key, UnexpectedFailure(f"unexpected error: {type(error).__name__}: {error}"))
 
     def _examine(self, path: Path) -> _Action:
         key = str(path)

@@ -21,6 +21,7 @@ import numpy as np
 
 from rag.embedder import Vectors
 from rag.errors import ConfigError
+from rag.paths import display_text, load_path, store_path
 
 # Each migration brings the catalog from the version before it to its own; `PRAGMA user_version` records
 # where a file stands, and opening a catalog applies whatever it lacks, in one transaction.
@@ -115,6 +116,7 @@ SCHEMA_VERSION = max(MIGRATIONS)
 
 def title_for(path: str) -> str:
     """The words of a file's name, for lexical search: "reports/3M_2018_10K.pdf" gives "3M 2018 10K"."""
+    # An undecodable byte (a lone surrogate) is not a word character, so it never reaches the FTS index.
     return " ".join(re.split(r"[\W_]+", PurePath(path).stem)).strip()
 
 
@@ -162,7 +164,7 @@ class ChunkRow:
 def _document(row: sqlite3.Row) -> DocumentRow:
     return DocumentRow(
         id=row["id"],
-        path=row["path"],
+        path=load_path(row["path"]),
         kind=row["kind"],
         content_hash=row["content_hash"],
         size=row["size"],
@@ -185,7 +187,7 @@ def _chunk(row: sqlite3.Row) -> ChunkRow:
         headings=tuple(json.loads(row["headings"])),
         text=row["text"],
         text_hash=row["text_hash"],
-        path=row["path"] if "path" in row.keys() else "",  # noqa: SIM118 (sqlite3.Row has no __contains__)
+        path=load_path(row["path"]) if "path" in row.keys() else "",  # noqa: SIM118 (sqlite3.Row has no __contains__)
     )
 
 
@@ -257,7 +259,7 @@ class Catalog:
     # ----- documents -----
     def document_by_path(self, path: str) -> DocumentRow | None:
         with self._lock:
-            row = self._db.execute("SELECT * FROM documents WHERE path = ?", (path,)).fetchone()
+            row = self._db.execute("SELECT * FROM documents WHERE path = ?", (store_path(path),)).fetchone()
         return _document(row) if row else None
 
     def documents_with_hash(self, content_hash: str) -> list[DocumentRow]:
@@ -273,10 +275,11 @@ class Catalog:
             if under is None:
                 rows = self._db.execute("SELECT * FROM documents ORDER BY path").fetchall()
             else:
-                prefix = under.rstrip("/") + "/"
+                # store_path maps character by character, so a folder's stored form prefixes its files'.
+                prefix = store_path(under.rstrip("/") + "/")
                 rows = self._db.execute(
                     "SELECT * FROM documents WHERE path = ? OR substr(path, 1, ?) = ? ORDER BY path",
-                    (under, len(prefix), prefix),
+                    (store_path(under), len(prefix), prefix),
                 ).fetchall()
         return [_document(row) for row in rows]
 
@@ -444,13 +447,13 @@ class Catalog:
             " title=excluded.title",
             (
                 document.id,
-                document.path,
+                store_path(document.path),
                 document.kind,
                 document.content_hash,
                 document.size,
                 document.mtime_ns,
                 document.status,
-                document.error,
+                None if document.error is None else display_text(document.error),
                 document.page_count,
                 json.dumps(list(document.warnings)),
                 document.updated_at or time.time(),
@@ -462,7 +465,7 @@ class Catalog:
     def move_document(db: sqlite3.Connection, document_id: str, path: str, size: int, mtime_ns: int) -> None:
         db.execute(
             "UPDATE documents SET path = ?, title = ?, size = ?, mtime_ns = ?, updated_at = ? WHERE id = ?",
-            (path, title_for(path), size, mtime_ns, time.time(), document_id),
+            (store_path(path), title_for(path), size, mtime_ns, time.time(), document_id),
         )
 
     @staticmethod

@@ -25,6 +25,7 @@ import numpy as np
 
 from rag.catalog import Catalog, ChunkRow, DocumentRow
 from rag.embedder import Embedder, Vectors
+from rag.paths import store_path
 from rag.vectors import Metadata, VectorStore
 
 logger = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ class Index:
         with self.catalog.transaction() as db:
             db.execute(
                 "UPDATE documents SET size = ?, mtime_ns = ? WHERE path = ?",
-                (facts.size, facts.mtime_ns, facts.path),
+                (facts.size, facts.mtime_ns, store_path(facts.path)),
             )
 
     def remove_document(self, path: str) -> bool:
