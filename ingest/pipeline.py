@@ -154,6 +154,8 @@ class Ingester:
         self.settings = settings
         self.control = control or IndexingControl(settings.data_dir)
         self.stopping = threading.Event()  # set by stop(): a long run ends after the file in hand
+        # Told (passages written, passages) after each part of a file written in parts (a progress bar).
+        self.on_passages: Callable[[int, int], None] | None = None
 
     def stop(self) -> None:
         self.stopping.set()
@@ -281,7 +283,8 @@ class Ingester:
     def _embed_batch(self, batch: list[_Action]) -> set[str]:
         texts: dict[str, str] = {}
         for action in batch:
-            if isinstance(action, _Write):
+            # A file written in parts embeds part by part as it writes (bounded memory, work kept as it goes).
+            if isinstance(action, _Write) and len(action.chunks) <= self.settings.commit_chunks:
                 texts.update(action.new_texts)
         return self.index.ensure_vectors(texts) if texts else set()
 
@@ -319,7 +322,9 @@ class Ingester:
         if kind is None:
             raise UnsupportedFileType(f"unsupported file type {path.suffix or '(no extension)'}")
         existing = self.index.catalog.document_by_path(key)
-        if existing and existing.size == info.st_size and existing.mtime_ns == info.st_mtime_ns:
+        if existing and existing.status == "partial":
+            pass  # a large file whose writing was interrupted: read it again, the write goes on where it stopped
+        elif existing and existing.size == info.st_size and existing.mtime_ns == info.st_mtime_ns:
             if existing.status == "indexed":
                 return _Done(FileResult(key, Outcome.UNCHANGED))
             # Not retried until it changes, but still reported: the file is still not in the index.
@@ -346,7 +351,7 @@ class Ingester:
             min_fill=self.settings.chunk_min_fill,
             split_pages=kind == "pdf",
         )
-        known = {row.text_hash for row in self.index.catalog.chunks_of(document_id)} if document_id else set()
+        known = {key[3] for key in self.index.catalog.chunk_keys(document_id).values()} if document_id else set()
         new_texts = {}
         for chunk in chunks:
             digest = text_hash(chunk.embedding_text)
@@ -388,11 +393,22 @@ class Ingester:
         """Index new versions of files, all in one go (see Index.write_documents)."""
         if not writes:
             return []
-        written = self.index.write_documents([
-            DocumentWrite(write.facts, write.kind, write.parsed.page_count, tuple(write.chunks),
-                          tuple(write.parsed.warnings))
-            for write in writes
-        ])
+        def on_part(document: DocumentWrite, done: int, total: int) -> None:
+            self.control.update(current=document.facts.path, passages_done=done, passages_total=total)
+            if self.on_passages is not None:
+                self.on_passages(done, total)
+
+        written = self.index.write_documents(
+            [
+                DocumentWrite(write.facts, write.kind, write.parsed.page_count, tuple(write.chunks),
+                              tuple(write.parsed.warnings))
+                for write in writes
+            ],
+            on_part=on_part,
+            part_chunks=self.settings.commit_chunks,
+        )
+        if any(len(write.chunks) > self.settings.commit_chunks for write in writes):
+            self.control.update(passages_done=0, passages_total=0, force=True)
         results = []
         for write, result in zip(writes, written, strict=True):
             embedded = len(newly_embedded.intersection(write.new_texts))
