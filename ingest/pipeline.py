@@ -394,7 +394,8 @@ class Ingester:
         if not writes:
             return []
         def on_part(document: DocumentWrite, done: int, total: int) -> None:
-            self.control.update(current=document.facts.path, passages_done=done, passages_total=total)
+            # Forced: parts are seconds apart, and a reader should see each one.
+            self.control.update(current=document.facts.path, passages_done=done, passages_total=total, force=True)
             if self.on_passages is not None:
                 self.on_passages(done, total)
 

@@ -437,6 +437,11 @@ class Catalog:
             )
             self._trim_embedding_cache(db, limit)
 
+    def uncache_vectors(self, model: str, text_hashes: Iterable[str]) -> None:
+        wanted = [(model, digest) for digest in dict.fromkeys(text_hashes)]
+        with self.transaction() as db:
+            db.executemany("DELETE FROM embedding_cache WHERE model = ? AND text_hash = ?", wanted)
+
     def trim_caches(self, embedding_limit: int = EMBEDDING_CACHE_MAX, page_limit: int = PAGE_TEXT_CACHE_MAX) -> None:
         """Bound both caches now (they are also trimmed as they are written)."""
         with self.transaction() as db:

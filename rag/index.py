@@ -135,6 +135,7 @@ class Index:
         self._seen_version: int | None = catalog.data_version()
         # Vectors embedded ahead of their write (ensure_vectors), by text hash; taken by the write.
         self._staged: dict[str, Vectors] = {}
+        self._from_cache: set[str] = set()  # text hashes whose vectors came from the cache, to drop there
         self._staged_lock = threading.Lock()
 
     @property
@@ -230,6 +231,7 @@ class Index:
             result.removed_vectors = len(gone)
             stale.update((chunk_id, plan.old[chunk_id][3]) for chunk_id in sorted(gone))
         self.retire(stale)
+        self._settle_cache()
         return results
 
     def _write_in_parts(
@@ -252,6 +254,8 @@ class Index:
         rows, old = plan.rows, plan.old
         partial = dataclasses.replace(plan.document, status="partial")
         result = WriteResult(chunks=len(rows))
+        if on_part is not None:
+            on_part(write, 0, len(rows))
         for start in range(0, len(rows), part_chunks):
             part = rows[start : start + part_chunks]
             last = start + part_chunks >= len(rows)
@@ -281,7 +285,16 @@ class Index:
         gone = set(old) - {row.id for row in rows}
         result.removed_vectors = len(gone)
         self.retire({chunk_id: old[chunk_id][3] for chunk_id in sorted(gone)})
+        self._settle_cache()
         return result
+
+    def _settle_cache(self) -> None:
+        """Drop from the cache the vectors taken from it that a chunk now holds (the store has them)."""
+        with self._staged_lock:
+            taken, self._from_cache = self._from_cache, set()
+        held = self.catalog.held_text_hashes(taken) if taken else set()
+        if held:
+            self.catalog.uncache_vectors(self.embedder.name, held)
 
     def retire(self, chunks: dict[str, str]) -> None:
         """Delete the vectors of chunks the catalog no longer has ({chunk id: text hash}), keeping (in the
@@ -415,7 +428,10 @@ class Index:
         model = self.embedder.name
         wanted = [digest for digest in texts if digest not in found]
         if wanted:
-            found.update(self.catalog.cached_vectors(model, wanted))
+            cached = self.catalog.cached_vectors(model, wanted)
+            found.update(cached)
+            with self._staged_lock:
+                self._from_cache.update(cached)  # leaves the cache once a chunk holds it (_settle_cache)
         misses = [digest for digest in texts if digest not in found]
         if misses:
             computed = self.embedder.embed(
