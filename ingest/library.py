@@ -128,7 +128,7 @@ class DocumentInfo:
 
     path: str
     kind: str | None
-    status: str  # indexed | failed | skipped
+    status: str  # indexed | failed | skipped | partial (a large file being written, or interrupted)
     pages: int
     chunks: int
     reason: str | None  # why it failed or was skipped
@@ -223,7 +223,7 @@ def compare_index(
         if on_disk is None:
             if not document.path.startswith(absent):
                 missing.append(document.path)
-        elif (on_disk.size, on_disk.mtime_ns) != (document.size, document.mtime_ns):
+        elif (on_disk.size, on_disk.mtime_ns) != (document.size, document.mtime_ns) or document.status == "partial":
             stale.append(document.path)
         elif document.status == "failed":
             failed.append(FailedFile(document.path, document.error or "failed"))

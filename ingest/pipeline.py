@@ -52,6 +52,10 @@ READ_AHEAD = 64  # files prepared ahead of the embedder
 EMBED_BATCH_TARGET = 256  # new texts gathered across files before one embedding call
 
 
+class _Stopped(Exception):
+    """stop() was called while a large file was written in parts: its committed parts stay (`partial`)."""
+
+
 @dataclass(frozen=True)
 class _Done:
     """Nothing to write: the result is known."""
@@ -208,21 +212,24 @@ class Ingester:
                     if on_file is not None:
                         on_file(result)
 
-            for batch in self._batches(ahead):
-                newly_embedded = self._embed_batch(batch)
-                writes: list[_Write] = []  # consecutive new versions, written together
-                for action in batch:
-                    control.wait_while_paused(self.stopping)
-                    if self.stopping.is_set():
-                        return report  # stopped: the next run rescans anyway (unwritten files included)
-                    control.update(current=action.path, done=len(report.results) + len(writes))
-                    if isinstance(action, _Write):
-                        writes.append(action)
-                        continue
-                    record(self._write(writes, newly_embedded))  # in order: earlier files first
-                    writes = []
-                    record([self._apply(action, newly_embedded)])
-                record(self._write(writes, newly_embedded))
+            try:
+                for batch in self._batches(ahead):
+                    newly_embedded = self._embed_batch(batch)
+                    writes: list[_Write] = []  # consecutive new versions, written together
+                    for action in batch:
+                        control.wait_while_paused(self.stopping)
+                        if self.stopping.is_set():
+                            return report  # stopped: the next run rescans anyway (unwritten files included)
+                        control.update(current=action.path, done=len(report.results) + len(writes))
+                        if isinstance(action, _Write):
+                            writes.append(action)
+                            continue
+                        record(self._write(writes, newly_embedded))  # in order: earlier files first
+                        writes = []
+                        record([self._apply(action, newly_embedded)])
+                    record(self._write(writes, newly_embedded))
+            except _Stopped:
+                return report  # mid-file: its committed parts stay, marked partial; the next run goes on
             if died:
                 raise IngestAborted(
                     f"Indexing stopped after {len(report.results)} of {len(files)} files: the reader failed "
@@ -233,7 +240,8 @@ class Ingester:
             while reader.is_alive():  # it may be blocked on a full queue after an early stop
                 with contextlib.suppress(queue.Empty):
                     ahead.get(timeout=0.1)
-            control.update(state="idle", current=None, done=len(report.results), force=True)
+            control.update(state="idle", current=None, done=len(report.results), passages_done=0, passages_total=0,
+                           force=True)
         # Removals come last: a vanished document is still in the catalog while its new path is processed,
         # so a move is recognised by content hash and nothing is re-embedded.
         for root in roots:
@@ -292,7 +300,10 @@ class Ingester:
     def ingest_file(self, path: Path) -> FileResult:
         """Bring the index in line with one file (the watcher's unit of work)."""
         action = self._prepare(absolute(path))
-        return self._apply(action, self._embed_batch([action]))
+        try:
+            return self._apply(action, self._embed_batch([action]))
+        except _Stopped:
+            return FileResult(action.path, Outcome.SKIPPED, "stopped part-way; the next run finishes it")
 
     def _prepare(self, path: Path) -> _Action:
         """Decide what a file needs, reading and parsing it if it changed. Writes nothing to the index."""
@@ -398,6 +409,10 @@ class Ingester:
             self.control.update(current=document.facts.path, passages_done=done, passages_total=total, force=True)
             if self.on_passages is not None:
                 self.on_passages(done, total)
+            if 0 < done < total:  # between parts, as between files: pause here, or stop (the next run goes on)
+                self.control.wait_while_paused(self.stopping)
+                if self.stopping.is_set():
+                    raise _Stopped
 
         written = self.index.write_documents(
             [

@@ -139,3 +139,23 @@ def test_the_pipeline_resumes_a_partial_file_and_shows_passages(tmp_path: Path) 
     assert index.catalog.document_by_path(str(docs / "big.txt")).status == "indexed"  # type: ignore[union-attr]
     progress = read_progress(tmp_path / "data")
     assert progress is not None and (progress.passages_done, progress.passages_total) == (0, 0)
+
+
+def test_stopping_between_parts_keeps_them_and_the_next_run_finishes(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = "\n\n".join(f"Paragraph {n} of the long report, on its own topic." for n in range(300))
+    (docs / "big.txt").write_text(text)
+    settings = load_settings(data_dir=tmp_path / "data", commit_chunks=16, chunk_tokens=32, chunk_overlap_tokens=0)
+    index = Index(Catalog(tmp_path / "data" / "catalog.sqlite3"), InMemoryVectorStore(), HashingEmbedder())
+    ingester = Ingester(index, settings)
+    ingester.on_passages = lambda done, total: ingester.stop() if done >= 32 else None
+    report = ingester.ingest_paths([docs])  # stops after the second part, without an error
+    assert report.results == []
+    big = index.catalog.document_by_path(str(docs / "big.txt"))
+    assert big is not None and big.status == "partial" and index.catalog.chunk_count() == 32
+    ingester.stopping.clear()
+    ingester.on_passages = None
+    assert [r.outcome for r in ingester.ingest_paths([docs]).results] == [Outcome.INDEXED]
+    assert index.catalog.document_by_path(str(docs / "big.txt")).status == "indexed"  # type: ignore[union-attr]
+    assert index.catalog.all_chunk_ids() == index.vectors.ids()
