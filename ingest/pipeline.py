@@ -8,6 +8,7 @@ then parse, chunk and write. One bad file is recorded with its reason and never 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -368,7 +369,8 @@ class Ingester:
             digest = text_hash(chunk.embedding_text)
             if digest not in known:
                 new_texts[digest] = chunk.embedding_text
-        return _Write(key, facts, kind, parsed, chunks, new_texts)
+        # The blocks are chunked now; dropping them halves what a large file keeps in memory until written.
+        return _Write(key, facts, kind, dataclasses.replace(parsed, blocks=()), chunks, new_texts)
 
     def _apply(self, action: _Action, newly_embedded: set[str]) -> FileResult:
         """Carry out what `_prepare` decided: the only place a run writes to the index."""

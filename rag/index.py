@@ -2,11 +2,16 @@
 
 Writing one document:
   1. give every chunk a stable id (document id + text hash), so unchanged text keeps its id;
-  2. embed only texts the embedding cache has never seen; store the new chunks' vectors;
+  2. embed only texts nobody holds: not a chunk of the catalog (its vector is read back from the vector
+     store) and not the embedding cache (vectors of texts no chunk holds any more); store the new vectors;
   3. commit the catalog (document row + chunk rows) in one transaction;
-  4. delete the vectors of chunks that are gone.
+  4. move the vectors of chunks that are gone into the bounded cache, and delete them from the store.
 A crash between steps leaves the catalog at the old or the new version; orphan vectors are invisible to
 search (hits are read back through the catalog) and `reconcile()` removes them and restores missing ones.
+
+A document of more than `part_chunks` chunks repeats steps 2-3 per part, its row marked `partial` until the
+last part's commit (which also deletes the chunks the new version lacks): an interruption loses at most one
+part, and the next write of the same version finds the committed parts under the same ids.
 """
 
 from __future__ import annotations
