@@ -159,3 +159,22 @@ def test_stopping_between_parts_keeps_them_and_the_next_run_finishes(tmp_path: P
     assert [r.outcome for r in ingester.ingest_paths([docs]).results] == [Outcome.INDEXED]
     assert index.catalog.document_by_path(str(docs / "big.txt")).status == "indexed"  # type: ignore[union-attr]
     assert index.catalog.all_chunk_ids() == index.vectors.ids()
+
+
+def test_the_cli_bar_shows_passages_within_a_large_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from ui.progress import FileProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with FileProgress(2, "Indexing") as bar:
+        bar.passages(1500, 90322)
+        assert "passages 1,500/90,322" in terminal.getvalue()
+        bar.advance()
+    assert "1/2" in terminal.getvalue()
