@@ -310,10 +310,11 @@ class Index:
         held = self.catalog.held_text_hashes(chunks.values())
         keep = [chunk_id for chunk_id, digest in chunks.items() if digest not in held][-EMBEDDING_CACHE_MAX:]
         model = self._embedder.name if isinstance(self._embedder, Embedder) else self._model_name
-        if keep and model:  # (no model name known: nothing to key the cache by; the text is embedded again)
-            found = self.vectors.vectors(keep)
+        # (No model name known: nothing to key the cache by; the text would be embedded again.)
+        found = self.vectors.vectors(keep) if keep and model else {}
+        self.vectors.delete(list(chunks))  # first: the store matches the catalog again as soon as it can
+        if found and model:
             self.catalog.cache_vectors(model, {chunks[i]: vector for i, vector in found.items()})
-        self.vectors.delete(list(chunks))
 
     def _plan_write(self, write: DocumentWrite) -> _PlannedWrite:
         facts = write.facts
