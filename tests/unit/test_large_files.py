@@ -178,3 +178,13 @@ def test_the_cli_bar_shows_passages_within_a_large_file(monkeypatch: pytest.Monk
         assert "passages 1,500/90,322" in terminal.getvalue()
         bar.advance()
     assert "1/2" in terminal.getvalue()
+
+
+def test_a_check_lists_an_unfinished_file_as_stale_so_a_repair_finishes_it() -> None:
+    from ingest.library import DiskFile, compare_index
+    from rag.catalog import DocumentRow
+
+    document = DocumentRow(id="d", path="/d/big.txt", kind="text", content_hash="h", size=10, mtime_ns=1,
+                           status="partial", error=None, page_count=1, warnings=(), updated_at=0.0)
+    check = compare_index({"/d/big.txt": DiskFile("/d/big.txt", 10, 1)}, [document], set(), set(), lambda _: True)
+    assert check.stale == ("/d/big.txt",) and not check.ok
