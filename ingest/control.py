@@ -10,7 +10,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from rag.priority import mark_background
@@ -29,12 +29,20 @@ class Progress:
     current: str | None = None
     pending: int = 0  # changes the watcher has seen but not yet applied
     failed: int = 0
+    # Within the file being written (a large file is written in parts): passages stored / its passages.
+    passages_done: int = 0
+    passages_total: int = 0
     pid: int = field(default_factory=os.getpid)
     updated_at: float = field(default_factory=time.time)
 
     @property
     def fraction(self) -> float:
         return self.done / self.total if self.total else 1.0
+
+    @property
+    def passages_fraction(self) -> float | None:
+        """How far the current file is written, or None when no file is being written in parts."""
+        return self.passages_done / self.passages_total if self.passages_total else None
 
 
 class IndexingControl:
@@ -96,8 +104,10 @@ def read_progress(data_dir: Path) -> Progress | None:
     """The owner's last published progress, or None when no live process owns the index."""
     try:
         data = json.loads((data_dir / PROGRESS_FILE).read_text())
-        progress = Progress(**data)
-    except (OSError, ValueError, TypeError):
+        known = {f.name for f in fields(Progress)}
+        # A newer or older owner may publish fields this one does not know: read what is shared.
+        progress = Progress(**{name: value for name, value in data.items() if name in known})
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
     try:
         os.kill(progress.pid, 0)

@@ -128,7 +128,7 @@ class DocumentInfo:
 
     path: str
     kind: str | None
-    status: str  # indexed | failed | skipped
+    status: str  # indexed | failed | skipped | partial (a large file being written, or interrupted)
     pages: int
     chunks: int
     reason: str | None  # why it failed or was skipped
@@ -223,7 +223,7 @@ def compare_index(
         if on_disk is None:
             if not document.path.startswith(absent):
                 missing.append(document.path)
-        elif (on_disk.size, on_disk.mtime_ns) != (document.size, document.mtime_ns):
+        elif (on_disk.size, on_disk.mtime_ns) != (document.size, document.mtime_ns) or document.status == "partial":
             stale.append(document.path)
         elif document.status == "failed":
             failed.append(FailedFile(document.path, document.error or "failed"))
@@ -315,11 +315,14 @@ def clear_index(index: Index, keep_embeddings: bool = False) -> None:
     embedding and PDF page caches. The caller holds the writer lock and has stopped the watcher."""
     # The catalog first, in one transaction: a crash after it leaves only orphan vectors, which search never
     # shows and the next start's reconcile removes.
+    chunks = index.catalog.all_chunk_hashes() if keep_embeddings else {}
     with index.catalog.transaction() as db:
-        db.execute("DELETE FROM documents")  # chunks follow (ON DELETE CASCADE), full-text rows by trigger
+        db.execute("DELETE FROM documents")  # chunks go first (a trigger), full-text rows by trigger
         if not keep_embeddings:
             db.execute("DELETE FROM embedding_cache")
             db.execute("DELETE FROM page_text")
+    # Kept embeddings: the vectors move from the store into the (bounded) cache before they are deleted.
+    index.retire(chunks)
     leftover = sorted(index.vectors.ids())
     if leftover:
         index.vectors.delete(leftover)

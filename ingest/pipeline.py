@@ -8,6 +8,7 @@ then parse, chunk and write. One bad file is recorded with its reason and never 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -25,8 +26,9 @@ from ingest.control import IndexingControl
 from ingest.document import DocumentKind, ParsedDocument
 from ingest.parsers import kind_for, parse_bytes, read_document
 from ingest.scan import is_ignored, walk_files
-from rag.errors import DocumentError, UnreadableFile, UnsupportedFileType
+from rag.errors import DocumentError, IngestAborted, UnexpectedFailure, UnreadableFile, UnsupportedFileType
 from rag.index import DocumentWrite, FileFacts, Index, NewChunk, text_hash
+from rag.paths import display_path
 from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,10 @@ class FileResult:
 
 READ_AHEAD = 64  # files prepared ahead of the embedder
 EMBED_BATCH_TARGET = 256  # new texts gathered across files before one embedding call
+
+
+class _Stopped(Exception):
+    """stop() was called while a large file was written in parts: its committed parts stay (`partial`)."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,8 @@ class Ingester:
         self.settings = settings
         self.control = control or IndexingControl(settings.data_dir)
         self.stopping = threading.Event()  # set by stop(): a long run ends after the file in hand
+        # Told (passages written, passages) after each part of a file written in parts (a progress bar).
+        self.on_passages: Callable[[int, int], None] | None = None
 
     def stop(self) -> None:
         self.stopping.set()
@@ -220,8 +228,9 @@ class Ingester:
         control.update(state="indexing", total=len(files), done=0, failed=0, force=True)
         ahead: queue.Queue[_Action | None] = queue.Queue(maxsize=READ_AHEAD)
         halt = threading.Event()
+        died: list[BaseException] = []  # the reader's own failure (not a file's), raised here
         reader = threading.Thread(
-            target=self._read_ahead, args=(files, ahead, halt), name="archivist-reader", daemon=True
+            target=self._read_ahead, args=(files, ahead, halt, died), name="archivist-reader", daemon=True
         )
         reader.start()
         try:
@@ -233,27 +242,36 @@ class Ingester:
                     if on_file is not None:
                         on_file(result)
 
-            for batch in self._batches(ahead):
-                newly_embedded = self._embed_batch(batch)
-                writes: list[_Write] = []  # consecutive new versions, written together
-                for action in batch:
-                    control.wait_while_paused(self.stopping)
-                    if self.stopping.is_set():
-                        return report  # stopped: the next run rescans anyway (unwritten files included)
-                    control.update(current=action.path, done=len(report.results) + len(writes))
-                    if isinstance(action, _Write):
-                        writes.append(action)
-                        continue
-                    record(self._write(writes, newly_embedded))  # in order: earlier files first
-                    writes = []
-                    record([self._apply(action, newly_embedded)])
-                record(self._write(writes, newly_embedded))
+            try:
+                for batch in self._batches(ahead):
+                    newly_embedded = self._embed_batch(batch)
+                    writes: list[_Write] = []  # consecutive new versions, written together
+                    for action in batch:
+                        control.wait_while_paused(self.stopping)
+                        if self.stopping.is_set():
+                            return report  # stopped: the next run rescans anyway (unwritten files included)
+                        control.update(current=action.path, done=len(report.results) + len(writes))
+                        if isinstance(action, _Write):
+                            writes.append(action)
+                            continue
+                        record(self._write(writes, newly_embedded))  # in order: earlier files first
+                        writes = []
+                        record([self._apply(action, newly_embedded)])
+                    record(self._write(writes, newly_embedded))
+            except _Stopped:
+                return report  # mid-file: its committed parts stay, marked partial; the next run goes on
+            if died:
+                raise IngestAborted(
+                    f"Indexing stopped after {len(report.results)} of {len(files)} files: the reader failed "
+                    f"({type(died[0]).__name__}: {died[0]}). The files not reached were not indexed; run again."
+                ) from died[0]
         finally:
             halt.set()
             while reader.is_alive():  # it may be blocked on a full queue after an early stop
                 with contextlib.suppress(queue.Empty):
                     ahead.get(timeout=0.1)
-            control.update(state="idle", current=None, done=len(report.results), force=True)
+            control.update(state="idle", current=None, done=len(report.results), passages_done=0, passages_total=0,
+                           force=True)
         # Removals come last: a vanished document is still in the catalog while its new path is processed,
         # so a move is recognised by content hash and nothing is re-embedded.
         for root in roots:
@@ -263,13 +281,17 @@ class Ingester:
                     report.removed.append(document.path)
         return report
 
-    def _read_ahead(self, files: list[Path], ahead: queue.Queue[_Action | None], halt: threading.Event) -> None:
+    def _read_ahead(
+        self, files: list[Path], ahead: queue.Queue[_Action | None], halt: threading.Event, died: list[BaseException]
+    ) -> None:
         try:
             for file in files:
                 self.control.wait_while_paused(halt, self.stopping)
                 if halt.is_set() or self.stopping.is_set():
                     return
                 ahead.put(self._prepare(file))
+        except BaseException as error:  # handed to the run, which raises it: never end short silently
+            died.append(error)
         finally:
             ahead.put(None)
 
@@ -299,7 +321,8 @@ class Ingester:
     def _embed_batch(self, batch: list[_Action]) -> set[str]:
         texts: dict[str, str] = {}
         for action in batch:
-            if isinstance(action, _Write):
+            # A file written in parts embeds part by part as it writes (bounded memory, work kept as it goes).
+            if isinstance(action, _Write) and len(action.chunks) <= self.settings.commit_chunks:
                 texts.update(action.new_texts)
         return self.index.ensure_vectors(texts) if texts else set()
 
@@ -307,7 +330,10 @@ class Ingester:
     def ingest_file(self, path: Path) -> FileResult:
         """Bring the index in line with one file (the watcher's unit of work)."""
         action = self._prepare(absolute(path))
-        return self._apply(action, self._embed_batch([action]))
+        try:
+            return self._apply(action, self._embed_batch([action]))
+        except _Stopped:
+            return FileResult(action.path, Outcome.SKIPPED, "stopped part-way; the next run finishes it")
 
     def _prepare(self, path: Path) -> _Action:
         """Decide what a file needs, reading and parsing it if it changed. Writes nothing to the index."""
@@ -317,8 +343,11 @@ class Ingester:
         except DocumentError as problem:
             return _Problem(key, problem)
         except OSError as error:  # something the checks did not foresee: still only this file fails
-            logger.warning("could not read %s: %s", key, error)
+            logger.warning("could not read %s: %s", display_path(key), error)
             return _Problem(key, UnreadableFile(f"could not read: {error.strerror or error}"))
+        except Exception as error:  # a bug or a library's surprise: this file fails, the run goes on
+            logger.exception("unexpected error preparing %s", display_path(key))
+            return _Problem(key, UnexpectedFailure(f"unexpected error: {type(error).__name__}: {error}"))
 
     def _examine(self, path: Path) -> _Action:
         key = str(path)
@@ -334,7 +363,9 @@ class Ingester:
         if kind is None:
             raise UnsupportedFileType(f"unsupported file type {path.suffix or '(no extension)'}")
         existing = self.index.catalog.document_by_path(key)
-        if existing and existing.size == info.st_size and existing.mtime_ns == info.st_mtime_ns:
+        if existing and existing.status == "partial":
+            pass  # a large file whose writing was interrupted: read it again, the write goes on where it stopped
+        elif existing and existing.size == info.st_size and existing.mtime_ns == info.st_mtime_ns:
             if existing.status == "indexed":
                 return _Done(FileResult(key, Outcome.UNCHANGED))
             # Not retried until it changes, but still reported: the file is still not in the index.
@@ -361,13 +392,14 @@ class Ingester:
             min_fill=self.settings.chunk_min_fill,
             split_pages=kind == "pdf",
         )
-        known = {row.text_hash for row in self.index.catalog.chunks_of(document_id)} if document_id else set()
+        known = {key[3] for key in self.index.catalog.chunk_keys(document_id).values()} if document_id else set()
         new_texts = {}
         for chunk in chunks:
             digest = text_hash(chunk.embedding_text)
             if digest not in known:
                 new_texts[digest] = chunk.embedding_text
-        return _Write(key, facts, kind, parsed, chunks, new_texts)
+        # The blocks are chunked now; dropping them halves what a large file keeps in memory until written.
+        return _Write(key, facts, kind, dataclasses.replace(parsed, blocks=()), chunks, new_texts)
 
     def _apply(self, action: _Action, newly_embedded: set[str]) -> FileResult:
         """Carry out what `_prepare` decided: the only place a run writes to the index."""
@@ -403,11 +435,27 @@ class Ingester:
         """Index new versions of files, all in one go (see Index.write_documents)."""
         if not writes:
             return []
-        written = self.index.write_documents([
-            DocumentWrite(write.facts, write.kind, write.parsed.page_count, tuple(write.chunks),
-                          tuple(write.parsed.warnings))
-            for write in writes
-        ])
+        def on_part(document: DocumentWrite, done: int, total: int) -> None:
+            # Forced: parts are seconds apart, and a reader should see each one.
+            self.control.update(current=document.facts.path, passages_done=done, passages_total=total, force=True)
+            if self.on_passages is not None:
+                self.on_passages(done, total)
+            if 0 < done < total:  # between parts, as between files: pause here, or stop (the next run goes on)
+                self.control.wait_while_paused(self.stopping)
+                if self.stopping.is_set():
+                    raise _Stopped
+
+        written = self.index.write_documents(
+            [
+                DocumentWrite(write.facts, write.kind, write.parsed.page_count, tuple(write.chunks),
+                              tuple(write.parsed.warnings))
+                for write in writes
+            ],
+            on_part=on_part,
+            part_chunks=self.settings.commit_chunks,
+        )
+        if any(len(write.chunks) > self.settings.commit_chunks for write in writes):
+            self.control.update(passages_done=0, passages_total=0, force=True)
         results = []
         for write, result in zip(writes, written, strict=True):
             embedded = len(newly_embedded.intersection(write.new_texts))

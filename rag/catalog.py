@@ -8,6 +8,7 @@ other processes query while the one writer commits.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -21,6 +22,9 @@ import numpy as np
 
 from rag.embedder import Vectors
 from rag.errors import ConfigError
+from rag.paths import display_text, load_path, store_path
+
+logger = logging.getLogger(__name__)
 
 # Each migration brings the catalog from the version before it to its own; `PRAGMA user_version` records
 # where a file stands, and opening a catalog applies whatever it lacks, in one transaction.
@@ -109,12 +113,68 @@ CREATE TRIGGER documents_fts_title AFTER UPDATE OF title ON documents WHEN old.t
     UPDATE chunks_fts SET title = new.title WHERE rowid IN (SELECT seq FROM chunks WHERE document_id = new.id);
 END;
 """,
+    # 5: the catalog was 12x the text it held (issue 12, item 7): the full-text index kept its own copy of
+    # every chunk's text, and the embedding cache a second copy of every vector the vector store holds, in a
+    # WITHOUT ROWID table whose 1.5 KB rows each spilled onto an overflow page (~4.7 KB per vector). Now the
+    # full-text index reads its text from the chunks (external content, through a view that adds the title),
+    # and the cache keeps only vectors of text no chunk holds any more (the store has the rest), in a rowid
+    # table, stamped for oldest-first eviction. Deleting a document deletes its chunks first (a BEFORE
+    # trigger), so the full-text 'delete' still sees the title the rows were indexed with.
+    5: """
+DROP TRIGGER chunks_fts_insert;
+DROP TRIGGER chunks_fts_delete;
+DROP TRIGGER documents_fts_title;
+DROP TABLE chunks_fts;
+CREATE VIEW chunks_fts_content AS
+    SELECT c.seq AS seq, c.text AS text, c.headings AS headings, d.title AS title
+    FROM chunks c JOIN documents d ON d.id = c.document_id;
+CREATE VIRTUAL TABLE chunks_fts USING fts5(text, headings, title, content='chunks_fts_content', content_rowid='seq',
+    tokenize='porter unicode61 remove_diacritics 2');
+CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts (rowid, text, headings, title)
+    VALUES (new.seq, new.text, new.headings, (SELECT title FROM documents WHERE id = new.document_id));
+END;
+CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts (chunks_fts, rowid, text, headings, title)
+    VALUES ('delete', old.seq, old.text, old.headings, (SELECT title FROM documents WHERE id = old.document_id));
+END;
+CREATE TRIGGER documents_chunks_delete BEFORE DELETE ON documents BEGIN
+    DELETE FROM chunks WHERE document_id = old.id;
+END;
+CREATE TRIGGER documents_fts_title AFTER UPDATE OF title ON documents WHEN old.title IS NOT new.title BEGIN
+    INSERT INTO chunks_fts (chunks_fts, rowid, text, headings, title)
+        SELECT 'delete', seq, text, headings, old.title FROM chunks WHERE document_id = new.id;
+    INSERT INTO chunks_fts (rowid, text, headings, title)
+        SELECT seq, text, headings, new.title FROM chunks WHERE document_id = new.id;
+END;
+INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild');
+CREATE INDEX chunks_by_text ON chunks(text_hash);
+CREATE TABLE embedding_cache_v5 (
+    model     TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    vector    BLOB NOT NULL,
+    used_at   REAL NOT NULL,
+    PRIMARY KEY (model, text_hash)
+);
+INSERT INTO embedding_cache_v5 (model, text_hash, vector, used_at)
+    SELECT model, text_hash, vector, 0 FROM embedding_cache WHERE text_hash NOT IN (SELECT text_hash FROM chunks);
+DROP TABLE embedding_cache;
+ALTER TABLE embedding_cache_v5 RENAME TO embedding_cache;
+CREATE INDEX embedding_cache_by_age ON embedding_cache(used_at);
+CREATE INDEX page_text_by_age ON page_text(used_at);
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+
+# Caches are bounded: beyond these many rows the least recently used go first. A vector is ~1.6 KB on disk
+# and a page's paragraphs a few KB, so each cache stays under ~50 MB.
+EMBEDDING_CACHE_MAX = 20_000
+PAGE_TEXT_CACHE_MAX = 10_000
 
 
 def title_for(path: str) -> str:
     """The words of a file's name, for lexical search: "reports/3M_2018_10K.pdf" gives "3M 2018 10K"."""
+    # An undecodable byte (a lone surrogate) is not a word character, so it never reaches the FTS index.
     return " ".join(re.split(r"[\W_]+", PurePath(path).stem)).strip()
 
 
@@ -162,7 +222,7 @@ class ChunkRow:
 def _document(row: sqlite3.Row) -> DocumentRow:
     return DocumentRow(
         id=row["id"],
-        path=row["path"],
+        path=load_path(row["path"]),
         kind=row["kind"],
         content_hash=row["content_hash"],
         size=row["size"],
@@ -185,7 +245,7 @@ def _chunk(row: sqlite3.Row) -> ChunkRow:
         headings=tuple(json.loads(row["headings"])),
         text=row["text"],
         text_hash=row["text_hash"],
-        path=row["path"] if "path" in row.keys() else "",  # noqa: SIM118 (sqlite3.Row has no __contains__)
+        path=load_path(row["path"]) if "path" in row.keys() else "",  # noqa: SIM118 (sqlite3.Row has no __contains__)
     )
 
 
@@ -197,6 +257,7 @@ class Catalog:
         self.path = path
         self._lock = threading.RLock()
         self._title_index: tuple[tuple[int, int], dict[str, list[str]]] | None = None
+        self._page_touches: dict[str, float] = {}
         self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -205,19 +266,40 @@ class Catalog:
         self._migrate()
 
     def _migrate(self) -> None:
+        # Read the version without a transaction first: a reader (`status`, `search`, a page session) must
+        # open the catalog while a writer holds a long write transaction, so the write lock is taken only
+        # when a migration is due (and the version read again under it: another process may have migrated).
+        if self._version() == SCHEMA_VERSION:
+            return
         with self.transaction():
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"The index in {self.path.parent} was written by a newer Archivist (catalog version "
-                    f"{version}, this one knows up to {SCHEMA_VERSION}). Upgrade Archivist, or use another --data-dir."
-                )
+            version = self._version()
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in _statements(MIGRATIONS[target]):
                     self._db.execute(statement)
                 if target == 3:
                     self._fill_titles()
                 self._db.execute(f"PRAGMA user_version = {target}")
+        if 0 < version < 5:
+            self._compact()
+
+    def _version(self) -> int:
+        with self._lock:
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"The index in {self.path.parent} was written by a newer Archivist (catalog version "
+                f"{version}, this one knows up to {SCHEMA_VERSION}). Upgrade Archivist, or use another --data-dir."
+            )
+        return version
+
+    def _compact(self) -> None:
+        """Give the space version 5 freed back to the file system (once, after the upgrade); if another
+        process has the catalog open, SQLite reuses the free pages instead."""
+        try:
+            with self._lock:
+                self._db.execute("VACUUM")
+        except sqlite3.OperationalError as error:
+            logger.info("catalog not compacted after the upgrade (%s); its free pages will be reused", error)
 
     def _fill_titles(self) -> None:
         """Titles for documents catalogued before version 3 (the trigger carries them into the FTS index)."""
@@ -257,7 +339,7 @@ class Catalog:
     # ----- documents -----
     def document_by_path(self, path: str) -> DocumentRow | None:
         with self._lock:
-            row = self._db.execute("SELECT * FROM documents WHERE path = ?", (path,)).fetchone()
+            row = self._db.execute("SELECT * FROM documents WHERE path = ?", (store_path(path),)).fetchone()
         return _document(row) if row else None
 
     def documents_with_hash(self, content_hash: str) -> list[DocumentRow]:
@@ -273,10 +355,11 @@ class Catalog:
             if under is None:
                 rows = self._db.execute("SELECT * FROM documents ORDER BY path").fetchall()
             else:
-                prefix = under.rstrip("/") + "/"
+                # store_path maps character by character, so a folder's stored form prefixes its files'.
+                prefix = store_path(under.rstrip("/") + "/")
                 rows = self._db.execute(
                     "SELECT * FROM documents WHERE path = ? OR substr(path, 1, ?) = ? ORDER BY path",
-                    (under, len(prefix), prefix),
+                    (store_path(under), len(prefix), prefix),
                 ).fetchall()
         return [_document(row) for row in rows]
 
@@ -318,6 +401,11 @@ class Catalog:
                 found.update((row["id"], _chunk(row)) for row in rows)
         return found
 
+    def all_chunk_hashes(self) -> dict[str, str]:
+        """Every chunk's id -> its text hash."""
+        with self._lock:
+            return {row[0]: row[1] for row in self._db.execute("SELECT id, text_hash FROM chunks")}
+
     def all_chunk_ids(self) -> set[str]:
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT id FROM chunks")}
@@ -337,12 +425,65 @@ class Catalog:
                 found.update((row[0], np.frombuffer(row[1], dtype=np.float32)) for row in rows)
         return found
 
-    def cache_vectors(self, model: str, vectors: dict[str, Vectors]) -> None:
+    def cache_vectors(self, model: str, vectors: dict[str, Vectors], limit: int = EMBEDDING_CACHE_MAX) -> None:
+        """Keep vectors of text no chunk holds now (a deleted file, an undone edit may bring it back); the least
+        recently stored go first beyond `limit` rows, and so does anything a chunk holds again (the vector
+        store has that one)."""
+        now = time.time()
         with self.transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO embedding_cache (model, text_hash, vector) VALUES (?, ?, ?)",
-                [(model, key, np.asarray(vector, dtype=np.float32).tobytes()) for key, vector in vectors.items()],
+                "INSERT OR REPLACE INTO embedding_cache (model, text_hash, vector, used_at) VALUES (?, ?, ?, ?)",
+                [(model, key, np.asarray(vector, dtype=np.float32).tobytes(), now) for key, vector in vectors.items()],
             )
+            self._trim_embedding_cache(db, limit)
+
+    def uncache_vectors(self, model: str, text_hashes: Iterable[str]) -> None:
+        wanted = [(model, digest) for digest in dict.fromkeys(text_hashes)]
+        with self.transaction() as db:
+            db.executemany("DELETE FROM embedding_cache WHERE model = ? AND text_hash = ?", wanted)
+
+    def trim_caches(self, embedding_limit: int = EMBEDDING_CACHE_MAX, page_limit: int = PAGE_TEXT_CACHE_MAX) -> None:
+        """Bound both caches now (they are also trimmed as they are written)."""
+        with self.transaction() as db:
+            self._trim_embedding_cache(db, embedding_limit)
+            self._flush_page_touches(db)
+            self._trim_page_text(db, page_limit)
+
+    @staticmethod
+    def _trim_embedding_cache(db: sqlite3.Connection, limit: int) -> None:
+        db.execute("DELETE FROM embedding_cache WHERE text_hash IN (SELECT text_hash FROM chunks)")
+        count = int(db.execute("SELECT count(*) FROM embedding_cache").fetchone()[0])
+        if count > limit:
+            db.execute(
+                "DELETE FROM embedding_cache WHERE rowid IN (SELECT rowid FROM embedding_cache "
+                "ORDER BY used_at, rowid LIMIT ?)", (count - limit,),
+            )
+
+    def chunk_ids_with_text(self, text_hashes: Iterable[str]) -> dict[str, str]:
+        """For each text hash some chunk holds: one such chunk's id (its vector is in the vector store)."""
+        wanted = list(dict.fromkeys(text_hashes))
+        found: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                marks = ",".join("?" * len(part))
+                rows = self._db.execute(
+                    f"SELECT text_hash, min(id) FROM chunks WHERE text_hash IN ({marks}) GROUP BY text_hash", part
+                ).fetchall()
+                found.update((row[0], row[1]) for row in rows)
+        return found
+
+    def chunk_keys(self, document_id: str) -> dict[str, tuple[int, int, int, str]]:
+        """A document's chunks without their text: id -> (ordinal, page_start, page_end, text_hash)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, ordinal, page_start, page_end, text_hash FROM chunks WHERE document_id = ?", (document_id,)
+            ).fetchall()
+        return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
+
+    def held_text_hashes(self, text_hashes: Iterable[str]) -> set[str]:
+        """Which of these text hashes some chunk holds."""
+        return set(self.chunk_ids_with_text(text_hashes))
 
     # ----- lexical search -----
     def lexical_search(
@@ -423,13 +564,31 @@ class Catalog:
     def get(self, key: str) -> list[str] | None:
         with self._lock:
             row = self._db.execute("SELECT paragraphs FROM page_text WHERE key = ?", (key,)).fetchone()
+            if row:
+                # Remembered, and written with the next put: a read must not take the write lock.
+                self._page_touches[key] = time.time()
         return list(json.loads(row[0])) if row else None
 
-    def put(self, key: str, paragraphs: list[str]) -> None:
+    def put(self, key: str, paragraphs: list[str], limit: int = PAGE_TEXT_CACHE_MAX) -> None:
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO page_text (key, paragraphs, used_at) VALUES (?, ?, ?)",
                 (key, json.dumps(paragraphs, ensure_ascii=False), time.time()),
+            )
+            self._flush_page_touches(db)
+            self._trim_page_text(db, limit)
+
+    def _flush_page_touches(self, db: sqlite3.Connection) -> None:
+        touches, self._page_touches = self._page_touches, {}
+        db.executemany("UPDATE page_text SET used_at = ? WHERE key = ?", [(t, k) for k, t in touches.items()])
+
+    @staticmethod
+    def _trim_page_text(db: sqlite3.Connection, limit: int) -> None:
+        count = int(db.execute("SELECT count(*) FROM page_text").fetchone()[0])
+        if count > limit:
+            db.execute(
+                "DELETE FROM page_text WHERE key IN (SELECT key FROM page_text ORDER BY used_at LIMIT ?)",
+                (count - limit,),
             )
 
     # ----- writes (call inside `transaction()`) -----
@@ -444,13 +603,13 @@ class Catalog:
             " title=excluded.title",
             (
                 document.id,
-                document.path,
+                store_path(document.path),
                 document.kind,
                 document.content_hash,
                 document.size,
                 document.mtime_ns,
                 document.status,
-                document.error,
+                None if document.error is None else display_text(document.error),
                 document.page_count,
                 json.dumps(list(document.warnings)),
                 document.updated_at or time.time(),
@@ -462,8 +621,33 @@ class Catalog:
     def move_document(db: sqlite3.Connection, document_id: str, path: str, size: int, mtime_ns: int) -> None:
         db.execute(
             "UPDATE documents SET path = ?, title = ?, size = ?, mtime_ns = ?, updated_at = ? WHERE id = ?",
-            (path, title_for(path), size, mtime_ns, time.time(), document_id),
+            (store_path(path), title_for(path), size, mtime_ns, time.time(), document_id),
         )
+
+    @staticmethod
+    def add_chunks(
+        db: sqlite3.Connection, document_id: str, chunks: Sequence[ChunkRow], old: dict[str, tuple[int, int, int, str]]
+    ) -> None:
+        """Insert `chunks` the document lacks and move (ordinal, pages) those it has (`old`, from chunk_keys);
+        nothing is deleted: one part of a document written in parts."""
+        db.executemany(
+            "UPDATE chunks SET ordinal = ?, page_start = ?, page_end = ? WHERE id = ?",
+            [(c.ordinal, c.page_start, c.page_end, c.id) for c in chunks
+             if c.id in old and old[c.id][:3] != (c.ordinal, c.page_start, c.page_end)],
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO chunks (id, document_id, ordinal, page_start, page_end, headings, text, text_hash)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (c.id, document_id, c.ordinal, c.page_start, c.page_end, json.dumps(list(c.headings)), c.text,
+                 c.text_hash)
+                for c in chunks if c.id not in old
+            ],
+        )
+
+    @staticmethod
+    def delete_chunks(db: sqlite3.Connection, ids: Iterable[str]) -> None:
+        db.executemany("DELETE FROM chunks WHERE id = ?", [(chunk_id,) for chunk_id in ids])
 
     @staticmethod
     def replace_chunks(db: sqlite3.Connection, document_id: str, chunks: Sequence[ChunkRow]) -> None:

@@ -19,7 +19,9 @@
     │       ├── EncryptedFile
     │       ├── DamagedFile
     │       ├── NoTextLayer         image-only PDF
-    │       └── UnreadableFile      permission denied, vanished while being read, I/O error
+    │       ├── UnreadableFile      permission denied, vanished while being read, I/O error
+    │       └── UnexpectedFailure   an error nobody foresaw while preparing this one file
+    ├── IngestAborted               an indexing run could not go on (not one file's fault)
     └── LLMError                    talking to the language model failed
         ├── LLMUnavailable          server not reachable
         ├── ModelMissing            server up, model not pulled
@@ -118,6 +120,14 @@ class NoTextLayer(FailedDocument):
 
 class UnreadableFile(FailedDocument):
     pass
+
+
+class UnexpectedFailure(FailedDocument):
+    """A bug or a library's surprise while preparing one file: that file fails, the run goes on."""
+
+
+class IngestAborted(ArchivistError):
+    """An indexing run stopped before reaching every file, for a reason that is not one file's fault."""
 
 
 class LLMError(ArchivistError):

@@ -127,6 +127,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Passwords tried on encrypted PDFs (the empty one always is)."
     )
     embed_batch_size: int = Field(64, ge=1, description="Texts per embedding batch.")
+    commit_chunks: int = Field(
+        500, ge=16, le=100_000,
+        description="A file of more chunks is committed in parts of this many: an interruption loses at most "
+        "one part, and the next run goes on from there.",
+    )
     follow_symlinks: bool = Field(
         False, description="Index files and folders behind symbolic links (loops are detected and skipped)."
     )

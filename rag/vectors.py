@@ -41,6 +41,10 @@ class VectorStore(ABC):
     def ids(self) -> set[str]: ...
 
     @abstractmethod
+    def vectors(self, ids: Sequence[str]) -> dict[str, Vectors]:
+        """The stored vectors of these ids (ids not stored are absent): the catalog keeps no second copy."""
+
+    @abstractmethod
     def count(self) -> int: ...
 
     def close(self) -> None:  # noqa: B027 (optional hook)
@@ -170,6 +174,15 @@ class ChromaVectorStore(VectorStore):
                     return found
                 offset += len(page)
 
+    def vectors(self, ids: Sequence[str]) -> dict[str, Vectors]:
+        found: dict[str, Vectors] = {}
+        with self._gate.using():
+            for start in range(0, len(ids), self._BATCH):
+                result = self._collection.get(ids=list(ids[start : start + self._BATCH]), include=["embeddings"])
+                for chunk_id, vector in zip(result["ids"], result["embeddings"], strict=True):
+                    found[chunk_id] = np.asarray(vector, dtype=np.float32)
+        return found
+
     def count(self) -> int:
         with self._gate.using():
             return int(self._collection.count())
@@ -258,6 +271,10 @@ class InMemoryVectorStore(VectorStore):
     def ids(self) -> set[str]:
         with self._lock:
             return set(self._vectors)
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, Vectors]:
+        with self._lock:
+            return {chunk_id: self._vectors[chunk_id].copy() for chunk_id in ids if chunk_id in self._vectors}
 
     def count(self) -> int:
         return len(self._vectors)

@@ -25,3 +25,25 @@ def test_upsert_query_filter_delete(tmp_path: Path) -> None:
         assert store.ids() == {"b", "d"}
     finally:
         store.close()
+
+
+def test_stored_vectors_read_back_by_id(tmp_path: Path) -> None:
+    """`vectors(ids)`: the catalog keeps no copy of a stored vector, so both stores must give them back."""
+    from rag.vectors import InMemoryVectorStore
+
+    chroma = ChromaVectorStore(tmp_path / "chroma", "test-model")
+    try:
+        rng = np.random.default_rng(7)
+        vectors = rng.standard_normal((1500, 8)).astype(np.float32)  # more than one of Chroma's batches
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        ids = [f"c{n}" for n in range(1500)]
+        for store in (chroma, InMemoryVectorStore()):
+            store.upsert(ids, vectors, [{"document_id": "d"}] * len(ids))
+            wanted = [*ids[::-7], "absent"]
+            found = store.vectors(wanted)
+            assert set(found) == set(wanted) - {"absent"}
+            for chunk_id, vector in found.items():
+                assert vector.dtype == np.float32
+                np.testing.assert_allclose(vector, vectors[int(chunk_id[1:])], rtol=1e-6)
+    finally:
+        chroma.close()

@@ -260,3 +260,46 @@ def test_the_next_run_makes_the_index_match_the_disk(scenario: Scenario, runs: d
         assert not [sentence for sentence in gone for text in texts if sentence in text]
     finally:
         index.close()
+
+
+def test_a_large_file_killed_mid_way_keeps_its_parts_and_the_next_run_finishes_it(tmp_path: Path) -> None:
+    """Issue 12, item 7: a file of many passages commits in parts; SIGKILL after the second part leaves those
+    parts in the catalog and in Chroma (marked `partial`), and the next run embeds only the rest."""
+    docs, data_dir = tmp_path / "docs", tmp_path / "data"
+    docs.mkdir()
+    paragraphs = [f"Section {n}. {filler(f'Topic{n}')}" for n in range(60)]
+    (docs / "large.txt").write_text("\n\n".join(paragraphs) + "\n")
+    env = {"ARCHIVIST_COMMIT_CHUNKS": "20"}
+
+    def run(crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
+        extra = {**env, **({CRASH_VARIABLE: crash_at} if crash_at else {})}
+        return subprocess.run(
+            [sys.executable, "-m", "ui.cli", "ingest", str(docs), "--data-dir", str(data_dir), "--json"],
+            capture_output=True, text=True, timeout=600, env=subprocess_env(**extra),
+        )
+
+    crashed = run("after-part:2")
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    catalog = Catalog(data_dir / "catalog.sqlite3")
+    try:
+        [document] = catalog.documents()
+        assert document.status == "partial" and catalog.chunk_count() == 40
+    finally:
+        catalog.close()
+
+    finished = run()
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    report = json.loads(finished.stdout)
+    index = open_default_index(load_settings(data_dir=data_dir))
+    try:
+        [document] = index.catalog.documents()
+        chunks = index.catalog.chunks_of(document.id)
+        assert document.status == "indexed" and len(chunks) > 40
+        assert report["indexed"] == 1 and report["embedded_texts"] == len(chunks) - 40  # the 40 were kept
+        assert [chunk.ordinal for chunk in chunks] == list(range(len(chunks)))
+        assert len({chunk.text for chunk in chunks}) == len(chunks)
+        assert index.vectors.ids() == index.catalog.all_chunk_ids()
+        text = "\n".join(chunk.text for chunk in chunks)
+        assert all(f"Section {n}." in text for n in range(60))
+    finally:
+        index.close()
