@@ -214,7 +214,9 @@ def ingest_corpus(corpus: Corpus, settings: Settings, workdir: Path) -> tuple[di
     ids = sorted(index.catalog.all_chunk_ids())
     rows = index.catalog.chunks_by_id(ids)
     texts = {row.text_hash: embedding_text(row.text, row.headings) for row in rows.values()}
-    cached = index.catalog.cached_vectors(embedder.name, texts)
+    # The vectors live in the vector store (the catalog caches only text no chunk holds any more).
+    stored = index.vectors.vectors(ids)
+    cached = {row.text_hash: stored[chunk_id] for chunk_id, row in rows.items() if chunk_id in stored}
     hashes = [digest for digest in texts if digest in cached]
     context = CaseContext(corpus, settings, index, ingester, workdir, [texts[digest] for digest in hashes],
                           np.stack([cached[digest] for digest in hashes]) if hashes else None)

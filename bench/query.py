@@ -36,7 +36,7 @@ import platformdirs  # noqa: E402
 
 from ingest.evaluate import PARSE_VERSION, BeirEvaluation, FinanceBenchEvaluation, load_beir_split  # noqa: E402
 from rag.factory import open_default_index  # noqa: E402
-from rag.index import DocumentWrite, FileFacts, Index, NewChunk, embedding_text, text_hash  # noqa: E402
+from rag.index import DocumentWrite, FileFacts, Index, NewChunk, text_hash  # noqa: E402
 from rag.metrics import percentile  # noqa: E402
 from rag.retrieve import MODES, search  # noqa: E402
 from rag.settings import Settings  # noqa: E402
@@ -56,10 +56,10 @@ def source_chunks(index: Index) -> Iterator[tuple[str, str, list[tuple[NewChunk,
         if document.status != "indexed":
             continue
         rows = catalog.chunks_of(document.id)
-        texts = {row.text_hash: embedding_text(row.text, row.headings) for row in rows}
-        vectors = catalog.cached_vectors(index.embedder.name, texts)
-        chunks = [(NewChunk(row.text, row.page_start, row.page_end, row.headings), vectors[row.text_hash])
-                  for row in rows if row.text_hash in vectors]
+        # The vectors live in the vector store (the catalog caches only text no chunk holds any more).
+        vectors = index.vectors.vectors([row.id for row in rows])
+        chunks = [(NewChunk(row.text, row.page_start, row.page_end, row.headings), vectors[row.id])
+                  for row in rows if row.id in vectors]
         if chunks:
             yield document.path, document.kind or "text", chunks
 

@@ -237,6 +237,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             ingester = Ingester(index, settings)
             plan = ingester.plan(paths)
             with FileProgress(total=len(plan.files) + len(plan.unreadable), description="Indexing") as progress:
+                ingester.on_passages = progress.passages  # a large file shows its passages as they are written
                 report = ingester.ingest_paths(paths, on_file=progress.advance) if paths else IngestReport()
             index.reconcile()
         finally:
@@ -355,16 +356,16 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         counts: dict[str, int] = {}
         chunks = 0
         failures: list[dict[str, Any]] = []
+        unfinished: list[str] = []
     else:
         catalog = Catalog(catalog_path)
         try:
             counts = catalog.status_counts()
             chunks = catalog.chunk_count()
-            failures = [
-                {"path": d.path, "status": d.status, "error": d.error}
-                for d in catalog.documents()
-                if d.status != "indexed"
-            ]
+            documents = catalog.documents()
+            failures = [{"path": d.path, "status": d.status, "error": d.error}
+                        for d in documents if d.status in ("failed", "skipped")]
+            unfinished = [d.path for d in documents if d.status == "partial"]
         finally:
             catalog.close()
     from dataclasses import asdict
@@ -374,10 +375,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     progress = read_progress(settings.data_dir)
     data = {
         "data_dir": str(settings.data_dir),
-        "documents": {status: counts.get(status, 0) for status in ("indexed", "failed", "skipped")},
+        # partial: a large file written in parts, being written now or interrupted (the next run finishes it)
+        "documents": {status: counts.get(status, 0) for status in ("indexed", "failed", "skipped", "partial")},
         "total_documents": sum(counts.values()),
         "chunks": chunks,
         "failures": failures,
+        "unfinished": unfinished,
         "paused": IndexingControl(settings.data_dir).paused,
         "indexing": asdict(progress) if progress is not None else None,
     }
@@ -386,13 +389,16 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(f"Data folder: {clean_line(str(settings.data_dir))}")
     docs = data["documents"]
-    print(f"Documents: {docs['indexed']} indexed, {docs['failed']} failed, {docs['skipped']} skipped")  # type: ignore[index]
+    print(f"Documents: {docs['indexed']} indexed, {docs['failed']} failed, {docs['skipped']} skipped"  # type: ignore[index]
+          + (f", {docs['partial']} partly written" if docs["partial"] else ""))  # type: ignore[index]
     print(f"Chunks: {chunks}")
     if progress is not None:
         state = "paused" if data["paused"] else progress.state
         line = f"Indexing (pid {progress.pid}): {state}, {progress.done}/{progress.total} files"
         if progress.current:
             line += f", now {clean_line(progress.current)}"
+            if progress.passages_total and progress.passages_done < progress.passages_total:
+                line += f" (passages {progress.passages_done:,}/{progress.passages_total:,})"
         if progress.pending:
             line += f", {progress.pending} changes waiting"
         print(line)
@@ -400,6 +406,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print("Indexing is paused (`archivist resume` to continue).")
     for failure in failures:
         print(f"  {failure['status']}: {clean_line(failure['path'])}: {clean_line(failure['error'] or '')}")
+    for path in unfinished:
+        print(f"  partly written (the next indexing run finishes it): {clean_line(path)}")
     return 0
 
 

@@ -91,7 +91,7 @@ def test_status_counts_documents_chunks_and_failures(indexed: tuple[Path, dict[s
     result = archivist("status", "--json", data_dir=data_dir)
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
-    assert status["documents"] == {"indexed": 3, "failed": 2, "skipped": 1}
+    assert status["documents"] == {"indexed": 3, "failed": 2, "skipped": 1, "partial": 0}
     assert status["chunks"] >= 3
     assert {Path(f["path"]).name: f["error"] for f in status["failures"]}["locked.pdf"] == "encrypted: needs a password"
 

@@ -25,7 +25,7 @@ def test_help_explains_every_command(capsys: pytest.CaptureFixture[str]) -> None
 def test_status_of_an_empty_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--json", "--data-dir", str(tmp_path / "new")]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["documents"] == {"indexed": 0, "failed": 0, "skipped": 0} and status["chunks"] == 0
+    assert status["documents"] == {"indexed": 0, "failed": 0, "skipped": 0, "partial": 0} and status["chunks"] == 0
 
 
 def test_a_bad_setting_is_one_line_and_exit_1(
