@@ -1,0 +1,117 @@
+"""Builds decompression bombs and other pathological inputs for the parser-limit tests, in memory.
+
+Nothing large is ever committed: each builder writes its few compressed bytes at test time.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+import zlib
+
+_CONTENT_TYPES = (
+    b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    b'<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    b'<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    b'<Default Extension="xml" ContentType="application/xml"/>'
+    b'<Override PartName="/word/document.xml" '
+    b'ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/>'
+    b"</Types>"
+)
+_RELS = (
+    b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    b'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    b'<Relationship Id="rId1" '
+    b'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" '
+    b'Target="word/document.xml"/></Relationships>'
+)
+_W = b'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+_PARAGRAPH = b"<w:p><w:r><w:t>All work and no play.</w:t></w:r></w:p>"
+
+
+def docx(body: bytes) -> bytes:
+    """A minimal .docx whose document body is `body` (WordprocessingML inside <w:body>)."""
+    return _docx_parts(lambda write: write(body))
+
+
+def docx_bomb(expanded_mb: int) -> bytes:
+    """A .docx of about 1 MB per 400 MB of document.xml: millions of identical paragraphs."""
+    chunk = _PARAGRAPH * (1024 * 1024 // len(_PARAGRAPH))
+
+    def body(write: object) -> None:
+        for _ in range(expanded_mb):
+            write(chunk)  # type: ignore[operator]
+
+    return _docx_parts(body)
+
+
+def _docx_parts(fill: object) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as package:
+        package.writestr("[Content_Types].xml", _CONTENT_TYPES)
+        package.writestr("_rels/.rels", _RELS)
+        with package.open("word/document.xml", "w", force_zip64=True) as member:
+            member.write(b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document ' + _W + b"><w:body>")
+            fill(member.write)  # type: ignore[operator]
+            member.write(b"</w:body></w:document>")
+    return out.getvalue()
+
+
+def lying_docx(expanded_mb: int) -> bytes:
+    """A docx bomb whose zip directory declares document.xml to be tiny (the declared sizes lie)."""
+    data = bytearray(docx_bomb(expanded_mb))
+    # Rewrite the uncompressed size in the central directory entry of word/document.xml to 1 KB.
+    name = b"word/document.xml"
+    central = data.rfind(b"PK\x01\x02", 0, data.rfind(name))
+    assert central >= 0
+    size_at = central + 24
+    if data[size_at : size_at + 4] == b"\xff\xff\xff\xff":  # zip64: the real size sits in the extra field
+        extra_at = central + 46 + len(name)
+        data[extra_at + 4 : extra_at + 12] = (1024).to_bytes(8, "little")
+    else:
+        data[size_at : size_at + 4] = (1024).to_bytes(4, "little")
+    return bytes(data)
+
+
+def nested_docx(depth: int) -> bytes:
+    """A .docx whose one paragraph sits inside `depth` nested elements (libxml2 refuses depth > 256)."""
+    return docx(b"<w:sdt>" * depth + _PARAGRAPH + b"</w:sdt>" * depth)
+
+
+def entity_docx() -> bytes:
+    """A billion-laughs document.xml: ten levels of entities, each ten times the one before."""
+    entities = [b'<!ENTITY lol0 "lol">']
+    for level in range(1, 10):
+        entities.append(b'<!ENTITY lol%d "%s">' % (level, b"&lol%d;" % (level - 1) * 10))
+    doctype = b"<!DOCTYPE w:document [" + b"".join(entities) + b"]>"
+    xml = (
+        b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>' + doctype + b"<w:document " + _W + b"><w:body>"
+        b"<w:p><w:r><w:t>&lol9;</w:t></w:r></w:p></w:body></w:document>"
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as package:
+        package.writestr("[Content_Types].xml", _CONTENT_TYPES)
+        package.writestr("_rels/.rels", _RELS)
+        package.writestr("word/document.xml", xml)
+    return out.getvalue()
+
+
+def nested_html(depth: int) -> bytes:
+    """An HTML page of `depth` nested <div>s around one sentence."""
+    return b"<html><body>" + b"<div>" * depth + b"deep text" + b"</div>" * depth + b"</body></html>"
+
+
+def wide_html(elements: int) -> bytes:
+    """An HTML page of `elements` sibling paragraphs."""
+    return b"<html><body>" + b"<p>x</p>" * elements + b"</body></html>"
+
+
+def pdf_stream_bomb(expanded_mb: int) -> bytes:
+    """A one-page PDF whose content stream is a few KB of Flate data that inflates to `expanded_mb` MB."""
+    from tests.pdf_factory import flate_page_pdf
+
+    compressor = zlib.compressobj(9)
+    chunk = b"BT /F1 12 Tf 72 720 Td (x) Tj ET\n" * (1024 * 1024 // 33)
+    parts = [compressor.compress(chunk) for _ in range(expanded_mb)]
+    parts.append(compressor.flush())
+    return flate_page_pdf(b"".join(parts))
