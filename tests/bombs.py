@@ -110,8 +110,17 @@ def pdf_stream_bomb(expanded_mb: int) -> bytes:
     """A one-page PDF whose content stream is a few KB of Flate data that inflates to `expanded_mb` MB."""
     from tests.pdf_factory import flate_page_pdf
 
+    return flate_page_pdf(repeated_zlib(b"BT /F1 12 Tf 72 720 Td (x) Tj ET\n" * (1024 * 1024 // 33), expanded_mb))
+
+
+def repeated_zlib(chunk: bytes, times: int) -> bytes:
+    """A valid zlib stream of `chunk` repeated `times` times, compressed once: after a full flush the
+    compressor forgets its window, so each repetition compresses to the same bytes and can be copied."""
     compressor = zlib.compressobj(9)
-    chunk = b"BT /F1 12 Tf 72 720 Td (x) Tj ET\n" * (1024 * 1024 // 33)
-    parts = [compressor.compress(chunk) for _ in range(expanded_mb)]
-    parts.append(compressor.flush())
-    return flate_page_pdf(b"".join(parts))
+    first = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    again = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    end = compressor.flush()[:-4]  # the final empty block, without the checksum of just two chunks
+    checksum = 1
+    for _ in range(times):
+        checksum = zlib.adler32(chunk, checksum)
+    return first + again * (times - 1) + end + checksum.to_bytes(4, "big")

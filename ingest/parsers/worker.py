@@ -45,6 +45,7 @@ from rag.settings import Settings
 logger = logging.getLogger(__name__)
 
 IDLE_EXIT_S = 60.0  # a child without work for this long exits; the next file starts a new one
+STARTUP_S = 120.0  # starting Python and importing the parsers; not counted against a file's time limit
 _MIB = 1024 * 1024
 _ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `ingest` package
 
@@ -254,6 +255,14 @@ class ParserProcess:
         self._to_child = Connection(write_request, readable=False)
         self._from_child = Connection(read_answer, writable=False)
         self.started += 1
+        # Wait for its imports, so a file's time limit measures reading that file only.
+        try:
+            ready = self._from_child.poll(STARTUP_S) and self._from_child.recv() == ("ready",)
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            self._stop()
+            raise ParserCrashed("could not start the process that reads files")
 
     def _stop(self) -> None:
         """Close the pipes and make sure the child is gone (killed if it does not leave at once)."""
@@ -311,6 +320,7 @@ def _serve(memory_bytes: int, idle_exit_s: float, parent: int, requests: Connect
 
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+    answers.send(("ready",))
     while requests.poll(idle_exit_s):
         try:
             _, kind, passwords, use_cache = requests.recv()

@@ -1,0 +1,175 @@
+"""Files read in the separate reading process (ingest.parsers.worker): a file that runs over the time or
+memory limit, or whose reader is killed, fails alone with a reason; the next file still reads; no
+process is left behind."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ingest.document import MemoryPageTextCache
+from ingest.parsers import worker
+from ingest.parsers.worker import Limits, ParserProcess, parse_isolated
+from ingest.pipeline import Ingester, Outcome
+from rag.catalog import Catalog
+from rag.embedder import HashingEmbedder
+from rag.errors import ParseOutOfMemory, ParserCrashed, ParseTimeout, TooComplex
+from rag.index import Index
+from rag.settings import Settings
+from rag.vectors import InMemoryVectorStore
+from tests import bombs
+from tests.pdf_factory import text_pdf
+
+# About 900,000 tags: under the HTML parser's cap, yet it takes BeautifulSoup about a minute and close
+# to a GB to read, so a tight limit stops it on any machine.
+SLOW_HTML = bombs.wide_html(450_000)
+
+
+def _children() -> set[int]:
+    """The reading processes this test process has running."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == os.getpid() and b"ingest.parsers.worker" in command:
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def reader() -> Iterator[ParserProcess]:
+    process = ParserProcess(Limits(timeout_s=120, memory_mb=1536))
+    yield process
+    process.close()
+    assert process.pid is None
+
+
+@pytest.fixture(autouse=True)
+def no_reader_left_behind() -> Iterator[None]:
+    yield
+    worker.shutdown()
+    assert _children() == set()
+
+
+def test_a_small_file_reads_in_the_reading_process(reader: ParserProcess) -> None:
+    document = reader.parse(b"Plain words.", "text")
+    assert document.text == "Plain words."
+    assert reader.pid is not None and reader.pid != os.getpid()
+    reader.parse(b"More words.", "text")
+    assert reader.started == 1  # reused, not started per file
+
+
+def test_a_file_over_the_time_limit_fails_alone_and_the_next_one_reads() -> None:
+    reader = ParserProcess(Limits(timeout_s=0.5, memory_mb=1536))
+    try:
+        first = reader.pid
+        with pytest.raises(ParseTimeout, match=r"took longer than 0.5 s to read; raise ARCHIVIST_PARSE_TIMEOUT_S"):
+            reader.parse(SLOW_HTML, "html")
+        assert first is None and reader.pid is None  # the stopped reader is gone
+        assert reader.parse(b"Next file.", "text").text == "Next file."
+        assert reader.started == 2
+    finally:
+        reader.close()
+
+
+def test_a_file_over_the_memory_limit_fails_alone_and_the_next_one_reads() -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    reader = ParserProcess(Limits(timeout_s=600, memory_mb=256))
+    try:
+        with pytest.raises(ParseOutOfMemory, match=r"needed more than 256 MB of memory to read"):
+            reader.parse(SLOW_HTML, "html")
+        assert reader.parse(b"Next file.", "text").text == "Next file."
+    finally:
+        reader.close()
+    # The parent only built and sent the file (a few MB); the child did the rest.
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024
+
+
+def test_a_reader_killed_from_outside_fails_only_that_file(reader: ParserProcess) -> None:
+    reader.parse(b"warm up", "text")
+    pid = reader.pid
+    assert pid is not None
+    killer = threading.Timer(0.5, os.kill, (pid, signal.SIGKILL))
+    killer.start()
+    try:
+        with pytest.raises(ParserCrashed, match=r"was killed \(SIGKILL\)"):
+            reader.parse(SLOW_HTML, "html")
+    finally:
+        killer.cancel()
+    assert reader.parse(b"Next file.", "text").text == "Next file."
+
+
+def test_a_docx_bomb_fails_in_a_moment_without_touching_the_parent(reader: ParserProcess) -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(TooComplex, match="expands to 432 MB"):
+        reader.parse(bombs.docx_bomb(432), "docx")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024
+
+
+def test_an_edited_pdf_reextracts_only_its_changed_pages_through_the_reader(reader: ParserProcess) -> None:
+    cache = MemoryPageTextCache()
+    first = reader.parse(text_pdf([["Page one."], ["Page two."]]), "pdf", page_cache=cache)
+    assert len(cache.entries) == 2 and cache.hits == 0
+    edited = reader.parse(text_pdf([["Page one."], ["Page two, edited."]]), "pdf", page_cache=cache)
+    assert cache.hits == 1 and len(cache.entries) == 3  # page 1 from the cache, page 2 read again
+    assert first.blocks[0] == edited.blocks[0]
+    assert edited.blocks[1].text == "Page two, edited."
+
+
+def test_an_idle_reader_leaves_and_a_new_one_takes_the_next_file() -> None:
+    reader = ParserProcess(Limits(timeout_s=120, memory_mb=1536), idle_exit_s=0.2)
+    try:
+        reader.parse(b"one", "text")
+        pid = reader.pid
+        assert pid is not None
+        for _ in range(100):
+            if reader.pid is None:
+                break
+            time.sleep(0.1)
+        assert reader.pid is None
+        assert reader.parse(b"two", "text").text == "two"
+        assert reader.started == 2
+    finally:
+        reader.close()
+
+
+def test_isolation_can_be_turned_off(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, parse_isolation=False)
+    assert parse_isolated(b"In process.", "text", settings).text == "In process."
+    assert _children() == set()
+
+
+def test_the_pipeline_fails_a_bomb_and_indexes_the_rest(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bomb.docx").write_bytes(bombs.docx_bomb(300))
+    (docs / "deep.html").write_bytes(bombs.nested_html(1_000_000))
+    (docs / "slow.html").write_bytes(SLOW_HTML)
+    (docs / "notes.txt").write_text("An ordinary note about the garden.")
+    settings = Settings(data_dir=tmp_path / "data", parse_timeout_s=1)
+    index = Index(Catalog(tmp_path / "catalog.sqlite3"), InMemoryVectorStore(), HashingEmbedder())
+    try:
+        report = Ingester(index, settings).ingest_paths([docs])
+    finally:
+        index.close()
+    outcomes = {Path(result.path).name: (result.outcome, result.reason) for result in report.results}
+    assert outcomes["notes.txt"][0] == Outcome.INDEXED
+    assert outcomes["bomb.docx"] == (Outcome.FAILED, "too complex to read: its text expands to 300 MB (limit 64 MB)")
+    assert outcomes["deep.html"] == (Outcome.FAILED, "too complex to read: 2,000,004 tags (limit 1,000,000)")
+    assert outcomes["slow.html"] == (
+        Outcome.FAILED,
+        "took longer than 1 s to read; raise ARCHIVIST_PARSE_TIMEOUT_S if it is expected to",
+    )
