@@ -6,6 +6,7 @@ Nothing large is ever committed: each builder writes its few compressed bytes at
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 import zlib
 
@@ -35,22 +36,50 @@ def docx(body: bytes) -> bytes:
 
 
 def docx_bomb(expanded_mb: int) -> bytes:
-    """A .docx of about 1 MB per 400 MB of document.xml: millions of identical paragraphs."""
+    """A .docx of about 1 MB per 400 MB of document.xml: millions of identical paragraphs.
+
+    Built in a second or two: the repeated megabyte is compressed once and its bytes copied (see
+    `repeated_deflate`), and the zip is written by hand around them with the true sizes and CRC.
+    """
     chunk = _PARAGRAPH * (1024 * 1024 // len(_PARAGRAPH))
+    head = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document ' + _W + b"><w:body>"
+    tail = b"</w:body></w:document>"
+    compressed, crc, size = repeated_deflate(head, chunk, expanded_mb, tail)
+    small = {"[Content_Types].xml": _CONTENT_TYPES, "_rels/.rels": _RELS}
+    out = bytearray()
+    central = bytearray()
+    members = [(name, zlib.compress(data)[2:-4], zlib.crc32(data), len(data)) for name, data in small.items()]
+    for name, payload, member_crc, member_size in [*members, ("word/document.xml", compressed, crc, size)]:
+        encoded = name.encode()
+        fields = struct.pack("<HHHHHIII", 20, 0, 8, 0, 0, member_crc, len(payload), member_size)
+        central += b"PK\x01\x02" + struct.pack("<H", 20) + fields
+        central += struct.pack("<HHHHHII", len(encoded), 0, 0, 0, 0, 0, len(out)) + encoded
+        out += b"PK\x03\x04" + fields + struct.pack("<HH", len(encoded), 0) + encoded + payload
+    end = struct.pack("<HHHHIIH", 0, 0, len(small) + 1, len(small) + 1, len(central), len(out), 0)
+    return bytes(out + central + b"PK\x05\x06" + end)
 
-    def body(write: object) -> None:
-        for _ in range(expanded_mb):
-            write(chunk)  # type: ignore[operator]
 
-    return _docx_parts(body)
+def repeated_deflate(head: bytes, chunk: bytes, times: int, tail: bytes) -> tuple[bytes, int, int]:
+    """Raw deflate data of head + chunk * times + tail, with its CRC-32 and size, compressing `chunk` only
+    once: after a full flush the compressor forgets its window, so every repetition compresses to the
+    same bytes."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    start = compressor.compress(head) + compressor.flush(zlib.Z_FULL_FLUSH)
+    again = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    end = compressor.compress(tail) + compressor.flush()
+    crc = zlib.crc32(head)
+    for _ in range(times):
+        crc = zlib.crc32(chunk, crc)
+    crc = zlib.crc32(tail, crc)
+    return start + again * times + end, crc, len(head) + len(chunk) * times + len(tail)
 
 
 def _docx_parts(fill: object) -> bytes:
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as package:
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as package:
         package.writestr("[Content_Types].xml", _CONTENT_TYPES)
         package.writestr("_rels/.rels", _RELS)
-        with package.open("word/document.xml", "w", force_zip64=True) as member:
+        with package.open("word/document.xml", "w") as member:
             member.write(b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document ' + _W + b"><w:body>")
             fill(member.write)  # type: ignore[operator]
             member.write(b"</w:body></w:document>")
@@ -64,12 +93,7 @@ def lying_docx(expanded_mb: int) -> bytes:
     name = b"word/document.xml"
     central = data.rfind(b"PK\x01\x02", 0, data.rfind(name))
     assert central >= 0
-    size_at = central + 24
-    if data[size_at : size_at + 4] == b"\xff\xff\xff\xff":  # zip64: the real size sits in the extra field
-        extra_at = central + 46 + len(name)
-        data[extra_at + 4 : extra_at + 12] = (1024).to_bytes(8, "little")
-    else:
-        data[size_at : size_at + 4] = (1024).to_bytes(4, "little")
+    data[central + 24 : central + 28] = (1024).to_bytes(4, "little")
     return bytes(data)
 
 

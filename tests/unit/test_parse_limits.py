@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from ingest.parsers import parse_bytes
 from ingest.parsers import docx as docx_parser
 from ingest.parsers import html as html_parser
+from ingest.parsers import parse_bytes
 from rag.errors import DamagedFile, TooComplex
 from tests import bombs
 from tests.pdf_factory import text_pdf
@@ -109,12 +109,15 @@ def pdf_parse_held_open(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threa
 
 
 def test_a_pdf_read_in_another_thread_does_not_swallow_this_threads_warnings(
-    pdf_parse_held_open: tuple[threading.Event, list[Any]],
+    recwarn: pytest.WarningsRecorder, pdf_parse_held_open: tuple[threading.Event, list[Any]]
 ) -> None:
-    # warnings.catch_warnings in the reader thread used to replace every thread's filters and record
-    # their warnings as the PDF's.
-    with pytest.warns(UserWarning, match="mine"):
-        warnings.warn("mine", UserWarning, stacklevel=1)
+    # warnings.catch_warnings(record=True) in the reader thread used to replace every thread's filters
+    # and record their warnings as the PDF's (then drop them).
+    release, result = pdf_parse_held_open
+    warnings.warn("mine", UserWarning, stacklevel=1)
+    release.set()
+    _wait_for(result)
+    assert [str(warning.message) for warning in recwarn.list] == ["mine"]
 
 
 def test_a_pdf_read_in_another_thread_does_not_take_this_threads_pypdf_log_lines(
@@ -124,9 +127,13 @@ def test_a_pdf_read_in_another_thread_does_not_take_this_threads_pypdf_log_lines
     with caplog.at_level(logging.WARNING):
         logging.getLogger("pypdf._reader").warning("a page image of another document")
     release.set()
-    for _ in range(100):
-        if result:
-            break
-        threading.Event().wait(0.1)
+    _wait_for(result)
     assert "a page image of another document" in caplog.text
     assert result and result[0].warnings == ()
+
+
+def _wait_for(result: list[Any]) -> None:
+    for _ in range(100):
+        if result:
+            return
+        threading.Event().wait(0.1)
