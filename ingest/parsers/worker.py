@@ -112,6 +112,7 @@ class ParserProcess:
         self._to_child: Connection | None = None
         self._from_child: Connection | None = None
         self.started = 0  # how many children this object has started (for tests and measurements)
+        self._closing = False
 
     @property
     def pid(self) -> int | None:
@@ -140,8 +141,15 @@ class ParserProcess:
             raise AssertionError("unreachable")
 
     def close(self) -> None:
+        # Kill first, without the lock: a thread waiting on a slow file holds it, and must not keep
+        # this (or interpreter exit) waiting for up to the time limit. It then sees the pipe close.
+        process = self._process
+        if process is not None and process.poll() is None:
+            self._closing = True
+            process.kill()
         with self._lock:
             self._stop()
+            self._closing = False
 
     # ----- the parent's side of the conversation -----
     def _exchange(
@@ -208,6 +216,8 @@ class ParserProcess:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 code = process.wait(timeout=5)
         self._stop()
+        if self._closing:
+            return ParserCrashed("reading was stopped: Archivist is shutting down")
         if code == 0 and not answered:
             return _ChildWentIdle()
         if code is not None and code < 0:
@@ -318,7 +328,10 @@ def _serve(memory_bytes: int, idle_exit_s: float, parent: int, requests: Connect
 
     from ingest.parsers import docx, html, markdown, parse_bytes, pdf, text  # noqa: F401
 
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    except (ValueError, OSError) as error:  # e.g. a system that does not enforce it: the time limit remains
+        print(f"archivist: no memory limit for reading files: {error}", file=sys.stderr)
     threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
     answers.send(("ready",))
     while requests.poll(idle_exit_s):

@@ -173,3 +173,24 @@ def test_the_pipeline_fails_a_bomb_and_indexes_the_rest(tmp_path: Path) -> None:
         Outcome.FAILED,
         "took longer than 1 s to read; raise ARCHIVIST_PARSE_TIMEOUT_S if it is expected to",
     )
+
+
+def test_closing_does_not_wait_for_a_slow_file() -> None:
+    reader = ParserProcess(Limits(timeout_s=600, memory_mb=1536))
+    reader.parse(b"warm up", "text")
+    failures: list[Exception] = []
+
+    def read_slow_file() -> None:
+        try:
+            reader.parse(SLOW_HTML, "html")
+        except Exception as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=read_slow_file)
+    thread.start()
+    time.sleep(0.5)  # let it start the slow file
+    reader.close()  # at exit, or when the settings change: must not wait out the time limit
+    thread.join(30)
+    assert not thread.is_alive()
+    assert len(failures) == 1 and isinstance(failures[0], ParserCrashed)
+    assert reader.pid is None
