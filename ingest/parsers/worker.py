@@ -47,6 +47,10 @@ logger = logging.getLogger(__name__)
 IDLE_EXIT_S = 60.0  # a child without work for this long exits; the next file starts a new one
 STARTUP_S = 120.0  # starting Python and importing the parsers; not counted against a file's time limit
 _MIB = 1024 * 1024
+# Plain text cannot expand (nothing in it is compressed) and its parser is linear: up to this size it
+# takes a few MB and milliseconds, less than the round trip to the reading process, so it is read here.
+# Everything else, Markdown included (its HTML-stripping regex can be made quadratic), goes to the child.
+IN_PROCESS_TEXT_BYTES = 1 * _MIB
 _ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `ingest` package
 
 
@@ -66,8 +70,9 @@ def parse_isolated(
     data: bytes, kind: DocumentKind, settings: Settings, *, page_cache: PageTextCache | None = None
 ) -> ParsedDocument:
     """`parse_bytes` within the limits the settings give, in the shared child process (or in this
-    process when ARCHIVIST_PARSE_ISOLATION is off: no time or memory limit then)."""
-    if not settings.parse_isolation:
+    process when ARCHIVIST_PARSE_ISOLATION is off: no time or memory limit then; and for a small plain
+    text file, see IN_PROCESS_TEXT_BYTES)."""
+    if not settings.parse_isolation or (kind == "text" and len(data) <= IN_PROCESS_TEXT_BYTES):
         from ingest.parsers import parse_bytes
 
         return parse_bytes(data, kind, pdf_passwords=settings.pdf_passwords, page_cache=page_cache)

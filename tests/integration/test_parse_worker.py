@@ -148,8 +148,16 @@ def test_an_idle_reader_leaves_and_a_new_one_takes_the_next_file() -> None:
 
 def test_isolation_can_be_turned_off(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, parse_isolation=False)
-    assert parse_isolated(b"In process.", "text", settings).text == "In process."
+    assert parse_isolated(b"<p>In process.</p>", "html", settings).text == "In process."
     assert _children() == set()
+
+
+def test_small_plain_text_is_read_in_process_and_the_rest_in_the_reader(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert parse_isolated(b"A short note.", "text", settings).text == "A short note."
+    assert _children() == set()  # not worth a round trip: plain text cannot expand
+    assert parse_isolated(b"# A short note", "markdown", settings).blocks[0].headings == ("A short note",)
+    assert len(_children()) == 1
 
 
 def test_the_pipeline_fails_a_bomb_and_indexes_the_rest(tmp_path: Path) -> None:
