@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     )
     parse_memory_mb: int = Field(
         1536,
-        ge=256,
+        ge=512,  # the reading process itself, with its libraries, takes about 250 MB of address space
         description="Most memory reading one file may use (the reading process's address space); the file "
         "then fails with a reason. ARCHIVIST_PARSE_MEMORY_MB.",
     )

@@ -356,10 +356,28 @@ def _serve(memory_bytes: int, idle_exit_s: float, parent: int, requests: Connect
         except Exception as error:  # a parser's bug: report it, keep serving
             answer = ("error", f"{type(error).__name__}: {str(error)[:200]}")
         del data
+        if answer[0] != "done" and _near_limit(memory_bytes):
+            # C libraries out of memory rarely raise MemoryError: lxml reports "unknown error", pypdf's
+            # zlib a damaged stream. Having touched the limit says what really happened.
+            answer = ("memory",)
         try:
             answers.send(answer)
         except MemoryError:
             answers.send(("memory",))
+        if _near_limit(memory_bytes):
+            return  # the high-water mark cannot be reset: a fresh child for the next file
+
+
+def _near_limit(memory_bytes: int) -> bool:
+    """Whether this process's address space has ever come within 10% of its limit (VmPeak, Linux)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmPeak:"):
+                    return int(line.split()[1]) * 1024 >= 0.9 * memory_bytes
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def _watch_parent(parent: int) -> None:

@@ -98,6 +98,18 @@ def test_a_file_over_the_memory_limit_fails_alone_and_the_next_one_reads() -> No
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024
 
 
+def test_a_library_out_of_memory_is_reported_as_memory_not_as_a_damaged_file() -> None:
+    # lxml fails an allocation with "unknown error", not MemoryError; the reader's peak tells the truth.
+    body = (b"<w:p><w:r><w:t>" + b"word " * 400 + b"</w:t></w:r></w:p>") * 28_000  # 54 MB: within the caps
+    reader = ParserProcess(Limits(timeout_s=600, memory_mb=256))
+    try:
+        with pytest.raises(ParseOutOfMemory, match=r"needed more than 256 MB"):
+            reader.parse(bombs.docx(body), "docx")
+        assert reader.parse(b"<p>Next file.</p>", "html").text == "Next file."
+    finally:
+        reader.close()
+
+
 def test_a_reader_killed_from_outside_fails_only_that_file(reader: ParserProcess) -> None:
     reader.parse(b"warm up", "text")
     pid = reader.pid
