@@ -214,3 +214,38 @@ def test_closing_does_not_wait_for_a_slow_file() -> None:
     assert not thread.is_alive()
     assert len(failures) == 1 and isinstance(failures[0], ParserCrashed)
     assert reader.pid is None
+
+
+def test_the_reader_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from ingest.parsers.worker import Limits, ParserProcess\n"
+        "reader = ParserProcess(Limits(timeout_s=60, memory_mb=1536))\n"
+        "reader.parse(b'<p>x</p>', 'html')\n"
+        "print(reader.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert Path(f"/proc/{child}").exists()
+        parent.kill()  # no atexit, no close(): only the child's own watch can end it
+        parent.wait()
+        for _ in range(100):
+            if not Path(f"/proc/{child}").exists() or "Z" in _state(child):
+                break
+            time.sleep(0.1)
+        assert not Path(f"/proc/{child}").exists() or "Z" in _state(child)
+    finally:
+        parent.kill()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
