@@ -249,3 +249,30 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_the_pipeline_reads_an_edited_pdfs_unchanged_pages_from_the_catalog(tmp_path: Path) -> None:
+    import sqlite3
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    pdf = docs / "report.pdf"
+    pdf.write_bytes(text_pdf([["Page one about apples."], ["Page two about pears."]]))
+    catalog_path = tmp_path / "catalog.sqlite3"
+    index = Index(Catalog(catalog_path), InMemoryVectorStore(), HashingEmbedder())
+    try:
+        ingester = Ingester(index, Settings(data_dir=tmp_path / "data"))
+        assert ingester.ingest_paths([docs]).results[0].outcome == Outcome.INDEXED
+        with sqlite3.connect(catalog_path) as db:
+            keys = [row[0] for row in db.execute("SELECT key FROM page_text")]
+        assert len(keys) == 2  # stored by the parent, from what the reading process sent back
+        for key in keys:  # mark what the cache holds: a page read from it shows the mark
+            index.catalog.put(key, ["From the cache."])
+        pdf.write_bytes(text_pdf([["Page one about apples."], ["Page two about plums."]]))
+        assert ingester.ingest_paths([docs]).results[0].outcome == Outcome.INDEXED
+        document = index.catalog.document_by_path(str(pdf))
+        assert document is not None
+        texts = " ".join(chunk.text for chunk in index.catalog.chunks_of(document.id))
+    finally:
+        index.close()
+    assert "From the cache." in texts and "plums" in texts and "apples" not in texts
