@@ -89,7 +89,7 @@ def _shared(limits: Limits) -> ParserProcess:
     with _SHARED_LOCK:
         if _SHARED is None or _SHARED.limits != limits:  # the limits changed (the Settings page): new child
             if _SHARED is not None:
-                _SHARED.close()
+                _SHARED.close(finish=True)  # a file another thread is reading keeps the old limits
             _SHARED = ParserProcess(limits)
         return _SHARED
 
@@ -145,11 +145,12 @@ class ParserProcess:
                         raise ParserCrashed("could not start the process that reads files") from None
             raise AssertionError("unreachable")
 
-    def close(self) -> None:
-        # Kill first, without the lock: a thread waiting on a slow file holds it, and must not keep
-        # this (or interpreter exit) waiting for up to the time limit. It then sees the pipe close.
+    def close(self, *, finish: bool = False) -> None:
+        """Stop the child. With `finish`, a file being read is finished first; otherwise the child is
+        killed at once, without waiting for the lock: a thread reading a slow file holds it, and must not
+        keep this (or interpreter exit) waiting for up to the time limit. That file fails."""
         process = self._process
-        if process is not None and process.poll() is None:
+        if not finish and process is not None and process.poll() is None:
             self._closing = True
             process.kill()
         with self._lock:

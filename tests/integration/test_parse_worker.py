@@ -276,3 +276,11 @@ def test_the_pipeline_reads_an_edited_pdfs_unchanged_pages_from_the_catalog(tmp_
     finally:
         index.close()
     assert "From the cache." in texts and "plums" in texts and "apples" not in texts
+
+
+def test_new_limits_from_the_settings_replace_the_reader(tmp_path: Path) -> None:
+    parse_isolated(b"<p>one</p>", "html", Settings(data_dir=tmp_path, parse_timeout_s=100))
+    first = _children()
+    parse_isolated(b"<p>two</p>", "html", Settings(data_dir=tmp_path, parse_timeout_s=101))
+    second = _children()
+    assert len(first) == len(second) == 1 and first != second
