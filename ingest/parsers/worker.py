@@ -13,8 +13,8 @@ Streamlit) as "spawn" and "forkserver" do, and it shares no process-wide start-m
 
 One child serves the whole process and is reused across files and Ingesters: starting Python and the
 parsers' imports costs a fraction of a second, far more than reading a small file. It goes away on its
-own after a minute without work, when this process exits (an `atexit` hook, and a watchdog in the
-child that notices its parent is gone), or on `shutdown()`.
+own after a minute without work, when this process exits (an `atexit` hook; and if this process is
+killed, the kernel signals the child through a pipe, see `_end_with_parent`), or on `shutdown()`.
 
 The PDF page-text cache stays in the parent: the child asks for each page digest over the pipe
 (`get`), and the pages it had to extract come back with the document for the parent to `put`. The
@@ -118,6 +118,7 @@ class ParserProcess:
         self._from_child: Connection | None = None
         self.started = 0  # how many children this object has started (for tests and measurements)
         self._closing = False
+        self._lifeline: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -173,7 +174,12 @@ class ParserProcess:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not from_child.poll(remaining):
+                # A process at its memory limit can spend minutes failing allocations and retrying
+                # instead of raising MemoryError: then memory, not time, is what it ran out of.
+                at_limit = self._process is not None and _near_limit(self.limits.memory_mb * _MIB, self._process.pid)
                 self._stop()
+                if at_limit:
+                    raise self._out_of_memory()
                 raise ParseTimeout(
                     f"took longer than {self.limits.timeout_s:g} s to read; raise ARCHIVIST_PARSE_TIMEOUT_S "
                     "if it is expected to"
@@ -249,11 +255,14 @@ class ParserProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
         read_request, write_request = os.pipe()
         read_answer, write_answer = os.pipe()
+        # Never written to: when this process ends, however it ends, the child's end sees EOF.
+        read_lifeline, write_lifeline = os.pipe()
         try:
             arguments = [str(self.limits.memory_mb * _MIB), str(self.idle_exit_s), str(os.getpid())]
+            fds = [str(read_request), str(write_answer), str(read_lifeline)]
             process = subprocess.Popen(
-                [sys.executable, "-m", "ingest.parsers.worker", *arguments, str(read_request), str(write_answer)],
-                pass_fds=(read_request, write_answer),
+                [sys.executable, "-m", "ingest.parsers.worker", *arguments, *fds],
+                pass_fds=(read_request, write_answer, read_lifeline),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 env=env,
@@ -262,11 +271,13 @@ class ParserProcess:
                 start_new_session=True,
             )
         except BaseException:
-            for fd in (read_request, write_request, read_answer, write_answer):
+            for fd in (read_request, write_request, read_answer, write_answer, read_lifeline, write_lifeline):
                 os.close(fd)
             raise
         os.close(read_request)
         os.close(write_answer)
+        os.close(read_lifeline)
+        self._lifeline = write_lifeline
         self._process = process
         self._to_child = Connection(write_request, readable=False)
         self._from_child = Connection(read_answer, writable=False)
@@ -287,11 +298,13 @@ class ParserProcess:
                 connection.close()
         self._to_child = self._from_child = None
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.kill()  # it may be deep inside a parse: there is nothing to wait for
-        process.wait()
+        if process is not None:
+            if process.poll() is None:
+                process.kill()  # it may be deep inside a parse: there is nothing to wait for
+            process.wait()
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
 
 
 class _ChildWentIdle(Exception):
@@ -338,7 +351,6 @@ def _serve(memory_bytes: int, idle_exit_s: float, parent: int, requests: Connect
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     except (ValueError, OSError) as error:  # e.g. a system that does not enforce it: the time limit remains
         print(f"archivist: no memory limit for reading files: {error}", file=sys.stderr)
-    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
     answers.send(("ready",))
     while requests.poll(idle_exit_s):
         try:
@@ -369,10 +381,11 @@ def _serve(memory_bytes: int, idle_exit_s: float, parent: int, requests: Connect
             return  # the high-water mark cannot be reset: a fresh child for the next file
 
 
-def _near_limit(memory_bytes: int) -> bool:
-    """Whether this process's address space has ever come within 10% of its limit (VmPeak, Linux)."""
+def _near_limit(memory_bytes: int, pid: int | None = None) -> bool:
+    """Whether a process's (this one's) address space has ever come within 10% of `memory_bytes`
+    (its VmPeak; Linux)."""
     try:
-        with open("/proc/self/status", "rb") as status:
+        with open(f"/proc/{pid or 'self'}/status", "rb") as status:
             for line in status:
                 if line.startswith(b"VmPeak:"):
                     return int(line.split()[1]) * 1024 >= 0.9 * memory_bytes
@@ -381,15 +394,26 @@ def _near_limit(memory_bytes: int) -> bool:
     return False
 
 
-def _watch_parent(parent: int) -> None:
-    """End this process when its parent is gone, even in the middle of a parse."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
+def _end_with_parent(parent: int, lifeline: int) -> None:
+    """Have the kernel end this process when its parent is gone, even in the middle of a parse.
+
+    The parent never writes to the lifeline pipe, so it becomes readable (EOF) only when the parent's
+    end closes: when the parent exits or is killed. O_ASYNC makes that a SIGIO, whose default action
+    ends the process. A thread polling getppid() would need the GIL, which a parse stuck at the memory
+    limit may never give up; the signal needs nothing from this process.
+    """
+    import fcntl
+
+    signal.signal(signal.SIGIO, signal.SIG_DFL)
+    fcntl.fcntl(lifeline, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(lifeline, fcntl.F_SETFL, fcntl.fcntl(lifeline, fcntl.F_GETFL) | os.O_ASYNC)
+    if os.getppid() != parent:  # it was gone before the signal was armed
+        os._exit(0)
 
 
 def _main(argv: Sequence[str]) -> None:
-    memory_bytes, idle_exit_s, parent, request_fd, answer_fd = argv
+    memory_bytes, idle_exit_s, parent, request_fd, answer_fd, lifeline_fd = argv
+    _end_with_parent(int(parent), int(lifeline_fd))
     requests = Connection(int(request_fd), writable=False)
     answers = Connection(int(answer_fd), readable=False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this process ends

@@ -87,9 +87,11 @@ def test_a_file_over_the_time_limit_fails_alone_and_the_next_one_reads() -> None
 
 def test_a_file_over_the_memory_limit_fails_alone_and_the_next_one_reads() -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    reader = ParserProcess(Limits(timeout_s=600, memory_mb=256))
+    # At its limit the reader may raise MemoryError, or churn on failing allocations until the deadline:
+    # either way the reason is memory.
+    reader = ParserProcess(Limits(timeout_s=60, memory_mb=512))
     try:
-        with pytest.raises(ParseOutOfMemory, match=r"needed more than 256 MB of memory to read"):
+        with pytest.raises(ParseOutOfMemory, match=r"needed more than 512 MB of memory to read"):
             reader.parse(SLOW_HTML, "html")
         assert reader.parse(b"Next file.", "text").text == "Next file."
     finally:
@@ -101,7 +103,7 @@ def test_a_file_over_the_memory_limit_fails_alone_and_the_next_one_reads() -> No
 def test_a_library_out_of_memory_is_reported_as_memory_not_as_a_damaged_file() -> None:
     # lxml fails an allocation with "unknown error", not MemoryError; the reader's peak tells the truth.
     body = (b"<w:p><w:r><w:t>" + b"word " * 400 + b"</w:t></w:r></w:p>") * 28_000  # 54 MB: within the caps
-    reader = ParserProcess(Limits(timeout_s=600, memory_mb=256))
+    reader = ParserProcess(Limits(timeout_s=60, memory_mb=256))
     try:
         with pytest.raises(ParseOutOfMemory, match=r"needed more than 256 MB"):
             reader.parse(bombs.docx(body), "docx")
