@@ -24,7 +24,8 @@ from typing import NamedTuple
 from ingest.chunk import chunk_blocks
 from ingest.control import IndexingControl
 from ingest.document import DocumentKind, ParsedDocument
-from ingest.parsers import kind_for, parse_bytes, read_document
+from ingest.parsers import kind_for, read_document
+from ingest.parsers.worker import parse_isolated
 from ingest.scan import is_ignored, walk_files
 from rag.errors import DocumentError, IngestAborted, UnexpectedFailure, UnreadableFile, UnsupportedFileType
 from rag.index import DocumentWrite, FileFacts, Index, NewChunk, text_hash
@@ -382,7 +383,7 @@ class Ingester:
         return self._parse(key, facts, data, kind, existing.id if existing else None)
 
     def _parse(self, key: str, facts: FileFacts, data: bytes, kind: DocumentKind, document_id: str | None) -> _Write:
-        parsed = parse_bytes(data, kind, pdf_passwords=self.settings.pdf_passwords, page_cache=self.index.catalog)
+        parsed = parse_isolated(data, kind, self.settings, page_cache=self.index.catalog)
         embedder = self.index.embedder
         chunks = chunk_blocks(
             parsed.blocks,

@@ -20,7 +20,12 @@
     │       ├── DamagedFile
     │       ├── NoTextLayer         image-only PDF
     │       ├── UnreadableFile      permission denied, vanished while being read, I/O error
-    │       └── UnexpectedFailure   an error nobody foresaw while preparing this one file
+    │       ├── UnexpectedFailure   an error nobody foresaw while preparing this one file
+    │       └── ResourceLimit       reading it would take more than the limits allow
+    │           ├── TooComplex      expands beyond a size, element or nesting cap (checked before reading)
+    │           ├── ParseTimeout    took longer than ARCHIVIST_PARSE_TIMEOUT_S
+    │           ├── ParseOutOfMemory  needed more than ARCHIVIST_PARSE_MEMORY_MB
+    │           └── ParserCrashed   the reading process ended unexpectedly
     ├── IngestAborted               an indexing run could not go on (not one file's fault)
     └── LLMError                    talking to the language model failed
         ├── LLMUnavailable          server not reachable
@@ -128,6 +133,26 @@ class UnexpectedFailure(FailedDocument):
 
 class IngestAborted(ArchivistError):
     """An indexing run stopped before reaching every file, for a reason that is not one file's fault."""
+
+
+class ResourceLimit(FailedDocument):
+    """Reading the file would take more memory, time or space than Archivist allows one file."""
+
+
+class TooComplex(ResourceLimit):
+    """The content expands beyond a cap checked before or while reading (a decompression bomb, say)."""
+
+
+class ParseTimeout(ResourceLimit):
+    """Reading the file took longer than ARCHIVIST_PARSE_TIMEOUT_S; the reading process was stopped."""
+
+
+class ParseOutOfMemory(ResourceLimit):
+    """Reading the file needed more memory than ARCHIVIST_PARSE_MEMORY_MB."""
+
+
+class ParserCrashed(ResourceLimit):
+    """The separate process reading the file ended without an answer (killed from outside, or a crash)."""
 
 
 class LLMError(ArchivistError):

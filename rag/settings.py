@@ -123,6 +123,23 @@ class Settings(BaseSettings):
         "gives fuller chunks, lower keeps an edit's re-embedding more local.",
     )
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are skipped.")
+    parse_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Longest time reading one file may take; the file then fails with a reason. "
+        "ARCHIVIST_PARSE_TIMEOUT_S.",
+    )
+    parse_memory_mb: int = Field(
+        1536,
+        ge=512,  # the reading process itself, with its libraries, takes about 250 MB of address space
+        description="Most memory reading one file may use (the reading process's address space); the file "
+        "then fails with a reason. ARCHIVIST_PARSE_MEMORY_MB.",
+    )
+    parse_isolation: bool = Field(
+        True,
+        description="Read files in a separate, reused process so the time and memory limits can be enforced "
+        "and no file can take the rest down. Turn off only to debug a parser. ARCHIVIST_PARSE_ISOLATION.",
+    )
     pdf_passwords: list[str] = Field(
         default_factory=list, description="Passwords tried on encrypted PDFs (the empty one always is)."
     )

@@ -3,6 +3,10 @@
 `parse_bytes` is the pure core (bytes in, document out); `parse_file` is the thin shell that checks and
 reads the file. Every problem with a file is raised as a DocumentError subclass (rag.errors) whose
 reason is written for the person reading the status column.
+
+Each parser checks what a file would expand to before parsing it (decompressed size, tags, nesting) and
+fails a decompression bomb at once with TooComplex. The indexer calls `worker.parse_isolated`, which runs
+`parse_bytes` in a separate, reused process with a time and a memory limit (see ingest/parsers/worker.py).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from bs4.element import CData, NavigableString, PageElement, PreformattedString,
 from ingest.document import ParsedDocument
 from ingest.parsers._sections import SectionBuilder
 from ingest.parsers.text import decode
-from rag.errors import EmptyFile
+from rag.errors import EmptyFile, TooComplex
 
 _INVISIBLE = [
     "head", "script", "style", "noscript", "template", "meta", "link", "title",
@@ -38,16 +38,23 @@ _SPACES = re.compile(r"\s+")
 _META_CHARSET = re.compile(rb"""<meta[^>]+?charset\s*=\s*["']?\s*([A-Za-z0-9._:+-]+)""", re.IGNORECASE)
 _XML_ENCODING = re.compile(rb"""\A\s*<\?xml[^>]+encoding\s*=\s*["']([A-Za-z0-9._:+-]+)""", re.IGNORECASE)
 _CHARSET_SCAN_BYTES = 4096
+# Both are advice to a programmer about the input ("this looks like a file name", "this is XHTML"); a
+# user's file is what it is, and html.parser reads XHTML well enough. Filtered once, for the process:
+# `warnings.catch_warnings` around each parse would swap every thread's filters from a reader thread.
+warnings.filterwarnings("ignore", category=MarkupResemblesLocatorWarning)
+warnings.filterwarnings("ignore", category=XMLParsedAsHTMLWarning)
+# BeautifulSoup keeps every element as a Python object, about 1 KB each: a page of millions of elements
+# would need gigabytes. Counting "<" (start and end tags, comments) is a cheap upper bound on elements
+# that fails such a page at once; real pages, even book-length ones, have a few hundred thousand.
+MAX_HTML_TAGS = 1_000_000
 
 
 def parse(data: bytes) -> ParsedDocument:
     """Parse an HTML file into blocks of visible text with heading paths."""
-    with warnings.catch_warnings():
-        # Both are advice to a programmer about the input ("this looks like a file name", "this is
-        # XHTML"); a user's file is what it is, and html.parser reads XHTML well enough.
-        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
-        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
-        soup = BeautifulSoup(decode(data, declared=declared_charset(data)), "html.parser")
+    tags = data.count(b"<")
+    if tags > MAX_HTML_TAGS:
+        raise TooComplex(f"too complex to read: {tags:,} tags (limit {MAX_HTML_TAGS:,})")
+    soup = BeautifulSoup(decode(data, declared=declared_charset(data)), "html.parser")
     for element in soup.find_all(_INVISIBLE):
         element.decompose()
     for element in soup.find_all(_is_hidden):

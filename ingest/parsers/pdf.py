@@ -13,24 +13,35 @@ import logging
 import math
 import re
 import threading
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from pypdf import PasswordType, PdfReader
-from pypdf.errors import DependencyError, PdfReadWarning
+from pypdf import PasswordType, PdfReader, apply_configuration
+from pypdf.errors import DependencyError, LimitReachedError
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, StreamObject
 
 from ingest.document import Block, PageTextCache, ParsedDocument
-from rag.errors import DamagedFile, EmptyFile, EncryptedFile, NoTextLayer
+from rag.errors import DamagedFile, EmptyFile, EncryptedFile, NoTextLayer, TooComplex
 
 logger = logging.getLogger(__name__)
 
-# pypdf reports repairs through the "pypdf" logger and the warnings module, both process-wide, so
-# files are read one at a time to keep each file's messages its own. pypdf is pure Python and holds
-# the GIL: reading PDFs in parallel threads would gain little anyway.
+# One PDF at a time: pypdf is pure Python and holds the GIL, so parallel threads would gain little, and
+# one file's peak memory at a time is what the limits below are sized for.
 _PYPDF_LOCK = threading.Lock()
+_MIB = 1024 * 1024
+# pypdf caps what one stream may decompress to (75 MB each by default). Set deliberately, and lower: a
+# page's text never needs tens of MB of drawing operators, and pypdf keeps every decoded stream of the
+# file in memory, so a few such pages would otherwise fill the reading process's memory limit.
+MAX_STREAM_BYTES = 32 * _MIB
+_LIMITS: dict[str, Any] = {
+    "zlib_maximum_output_length": MAX_STREAM_BYTES,
+    "lzw_maximum_output_length": MAX_STREAM_BYTES,
+    "run_length_maximum_output_length": MAX_STREAM_BYTES,
+    "brotli_maximum_output_length": MAX_STREAM_BYTES,
+    "array_based_stream_maximum_output_length": MAX_STREAM_BYTES,
+    "stream_decoding_work_maximum_length": 4 * MAX_STREAM_BYTES,
+}
 _MAX_NOTES = 3
 
 # Control characters, C1 controls, private-use code points (glyph ids of symbol fonts) and the
@@ -46,29 +57,45 @@ _WRAP_SHARE = 0.75
 def parse(data: bytes, passwords: Sequence[str] = (), page_cache: PageTextCache | None = None) -> ParsedDocument:
     """Parse a PDF into paragraph blocks per page; `passwords` are tried after the empty one. Pages whose
     digest `page_cache` knows are not extracted again."""
-    with _PYPDF_LOCK, _pypdf_messages() as messages:
+    # The limits are a context variable in pypdf: they hold for this thread only, for this file only.
+    with _PYPDF_LOCK, _pypdf_messages() as messages, apply_configuration(**_LIMITS):
         reader = _open(data, passwords)
         try:
             page_count = len(reader.pages)
+        except LimitReachedError as error:
+            raise TooComplex(f"too complex to read: {_short(error)}") from error
         except Exception as error:  # a broken page tree fails in pypdf in many different ways
             raise DamagedFile(f"damaged PDF: {_short(error)}") from error
         if page_count == 0:
             raise EmptyFile("empty PDF (no pages)")
-        pages, failed = _read_pages(reader, page_count, page_cache)
-    return assemble(pages, failed, messages)
+        pages, failed, too_large = _read_pages(reader, page_count, page_cache)
+    return assemble(pages, failed, messages, too_large)
 
 
-def assemble(pages: dict[int, list[str]], failed: Sequence[int], messages: Sequence[str]) -> ParsedDocument:
-    """Build the document from each page's paragraphs (by page number), saying what went missing."""
+def assemble(
+    pages: dict[int, list[str]],
+    failed: Sequence[int],
+    messages: Sequence[str],
+    too_large: Sequence[int] = (),
+) -> ParsedDocument:
+    """Build the document from each page's paragraphs (by page number), saying what went missing.
+    `too_large` are the pages skipped because their content expands beyond MAX_STREAM_BYTES."""
     blocks = tuple(Block(text=text, page=number) for number, texts in pages.items() for text in texts)
+    limit = f"the {MAX_STREAM_BYTES // _MIB} MB limit for one page's content"
     if not blocks:
+        if too_large:
+            verb = "expands" if len(too_large) == 1 else "expand"
+            raise TooComplex(f"too complex to read: the content of {_page_list(too_large)} {verb} beyond {limit}")
         if failed:
             raise DamagedFile(f"damaged PDF: text extraction failed ({_page_list(failed)})")
         raise NoTextLayer("no text layer (scanned or image-only PDF)")
     notes: list[str] = []
+    if too_large:
+        notes.append(f"{_page_list(too_large)}: skipped, content expands beyond {limit}")
     if failed:
         notes.append(f"{_page_list(failed)}: text extraction failed")
-    empty = [number for number, texts in pages.items() if not texts and number not in failed]
+    skipped = {*failed, *too_large}
+    empty = [number for number, texts in pages.items() if not texts and number not in skipped]
     if empty:
         notes.append(f"{_page_list(empty)}: no text layer")
     if messages:
@@ -82,6 +109,8 @@ def _open(data: bytes, passwords: Sequence[str]) -> PdfReader:
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         encrypted = reader.is_encrypted
+    except LimitReachedError as error:
+        raise TooComplex(f"too complex to read: {_short(error)}") from error
     except Exception as error:  # pypdf raises its own errors but also KeyError, ValueError, ... on junk
         raise DamagedFile(f"damaged PDF: {_short(error)}") from error
     if encrypted:
@@ -106,10 +135,12 @@ def _unlock(reader: PdfReader, passwords: Sequence[str]) -> None:
 
 def _read_pages(
     reader: PdfReader, page_count: int, page_cache: PageTextCache | None
-) -> tuple[dict[int, list[str]], list[int]]:
-    """Each page's paragraphs by 1-based page number, and the pages whose extraction failed."""
+) -> tuple[dict[int, list[str]], list[int], list[int]]:
+    """Each page's paragraphs by 1-based page number, the pages whose extraction failed, and those
+    skipped for expanding beyond the limits."""
     pages: dict[int, list[str]] = {}
     failed: list[int] = []
+    too_large: list[int] = []
     digests = _Digests() if page_cache is not None else None
     for number in range(1, page_count + 1):
         key = digests.page_key(reader.pages[number - 1]) if digests is not None else None
@@ -119,6 +150,11 @@ def _read_pages(
             continue
         try:
             raw = reader.pages[number - 1].extract_text()
+        except LimitReachedError as error:
+            logger.debug("page %d: beyond the limits: %r", number, error)
+            too_large.append(number)
+            pages[number] = []
+            continue
         except Exception as error:  # one bad content stream or font must not cost the other pages
             logger.debug("page %d: text extraction failed: %r", number, error)
             failed.append(number)
@@ -127,7 +163,7 @@ def _read_pages(
         pages[number] = page_paragraphs(raw)
         if page_cache is not None and key is not None:
             page_cache.put(key, pages[number])
-    return pages, failed
+    return pages, failed, too_large
 
 
 class _Digests:
@@ -252,46 +288,52 @@ def _page_list(numbers: Sequence[int]) -> str:
 
 @contextmanager
 def _pypdf_messages() -> Iterator[list[str]]:
-    """Collect what pypdf logs or warns while reading, instead of letting it reach the console."""
+    """Collect what pypdf logs while this thread reads a PDF, instead of letting it reach the console.
+
+    Only this thread's collector changes: the routing handler on the "pypdf" logger is installed once and
+    never removed, so no other thread's logging or warnings change while a PDF is read. (pypdf 7 reports
+    repairs through logging only; it issues no PdfReadWarning, so the warnings filters are left alone.)
+    """
+    _install_router()
     messages: list[str] = []
-    handler = _Collector(messages)
-    pypdf_logger = logging.getLogger("pypdf")
-    propagate = pypdf_logger.propagate
-    pypdf_logger.addHandler(handler)
-    pypdf_logger.propagate = False
-    others: list[warnings.WarningMessage] = []
+    previous = getattr(_COLLECTING, "messages", None)
+    _COLLECTING.messages = messages
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                yield messages
-            finally:
-                # The record is process-wide: another thread's warning, or a ResourceWarning from garbage
-                # collected meanwhile, is not pypdf's and says nothing about this file.
-                for warning in caught:
-                    if issubclass(warning.category, PdfReadWarning) or "pypdf" in warning.filename:
-                        messages.append(str(warning.message))
-                    else:
-                        others.append(warning)
+        yield messages
     finally:
-        pypdf_logger.removeHandler(handler)
-        pypdf_logger.propagate = propagate
-    for warning in others:
-        # Not re-raised: emitted again here they would meet this thread's filters, not their own module's.
-        logger.debug("warning while reading a PDF, not from pypdf: %s", warning.message)
+        _COLLECTING.messages = previous
     for message in messages:
         logger.debug("pypdf: %s", message)
 
 
-class _Collector(logging.Handler):
-    """A logging handler that keeps the messages of warnings and worse in a list."""
+_COLLECTING = threading.local()
+_ROUTER_LOCK = threading.Lock()
 
-    def __init__(self, messages: list[str]) -> None:
-        super().__init__(level=logging.WARNING)
-        self.messages = messages
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+class _Router(logging.Handler):
+    """On the "pypdf" logger: a record logged by a thread that is reading a PDF goes to that thread's
+    list (warnings and worse); any other record carries on to the root logger, as propagation would."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        messages: list[str] | None = getattr(_COLLECTING, "messages", None)
+        if messages is None:
+            logging.getLogger().handle(record)
+        elif record.levelno >= logging.WARNING:
+            messages.append(record.getMessage())
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() does the work
+        pass
+
+
+def _install_router() -> None:
+    """Route the "pypdf" logger through _Router, once per process and idempotently."""
+    with _ROUTER_LOCK:
+        pypdf_logger = logging.getLogger("pypdf")
+        if any(isinstance(handler, _Router) for handler in pypdf_logger.handlers):
+            return
+        pypdf_logger.addHandler(_Router())
+        pypdf_logger.propagate = False
 
 
 def _short(error: BaseException) -> str:
