@@ -107,6 +107,7 @@ def normalised(text: str) -> str:
     return " ".join(text.replace("“", " ").replace("”", " ").split())
 
 
+@pytest.mark.timeout(INDEXING_TIMEOUT_S + 300)  # a thousand files on two busy cores: longer than the usual 600 s
 def test_eight_sessions_ask_while_a_thousand_files_are_indexed(
     browser: Browser, library: tuple[Path, list[SyntheticDocument]], standin: OllamaStandIn,
     tmp_path: Path, artifacts: Path,
