@@ -36,11 +36,14 @@ class Harness:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = self.indexed()
-            if predicate(state) and self.watcher.pending == 0:
-                assert self.index.catalog.all_chunk_ids() == self.index.vectors.ids()
+            # The vectors of a removed chunk go just after the catalog's commit (an orphan is invisible to
+            # search meanwhile), so catalog and vectors are awaited together, and must come to agree.
+            if (predicate(state) and self.watcher.pending == 0
+                    and self.index.catalog.all_chunk_ids() == self.index.vectors.ids()):
                 return state
             time.sleep(0.1)
-        raise AssertionError(f"the index never matched; it holds {sorted(self.indexed())}")
+        raise AssertionError(f"the index never matched; it holds {sorted(self.indexed())}, catalog and vectors "
+                             f"differ by {self.index.catalog.all_chunk_ids() ^ self.index.vectors.ids()}")
 
 
 @pytest.fixture

@@ -98,8 +98,9 @@ class Harness:
         pending = self.watcher.pending
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if predicate(current) and pending == 0:
-                assert self.index.catalog.all_chunk_ids() == self.index.vectors.ids()
+            # A removed chunk's vector goes just after the catalog's commit: await both agreeing.
+            if (predicate(current) and pending == 0
+                    and self.index.catalog.all_chunk_ids() == self.index.vectors.ids()):
                 return current
             time.sleep(0.2)
             progress = (current, pending)

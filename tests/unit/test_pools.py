@@ -36,12 +36,13 @@ def test_the_lexical_pool_closes_and_comes_back(tmp_path: Path) -> None:
 def test_closing_the_index_ends_the_embedders_threads(tmp_path: Path) -> None:
     from rag.embedder import SentenceTransformerEmbedder
 
+    others = set(threads_named("archivist-embed"))  # other tests' embedders (the session's real model)
     embedder = SentenceTransformerEmbedder(threads=2)
     index = Index(Catalog(tmp_path / "catalog.sqlite3"), InMemoryVectorStore(), embedder)
     texts = ["one", "two words", "three words here", "and now four words"]  # several lengths: several calls
     index.embedder.embed_batch(texts)
-    assert threads_named("archivist-embed")
+    assert set(threads_named("archivist-embed")) - others
     index.close()
-    assert not threads_named("archivist-embed")
+    assert not set(threads_named("archivist-embed")) - others
     assert embedder.embed_batch(texts).shape == (4, embedder.dimension)  # usable again (a new pool)
     embedder.close()
