@@ -53,6 +53,7 @@ class Turn:
     error: str | None = None
     hits: list[Hit] = field(default_factory=list)  # the passages found, shown alone when the LLM failed
     search_only: bool = False
+    finished: bool = False  # False when redrawn: the run answering it was cut short (see ask_page)
 
 
 # ----- text helpers -----
@@ -286,14 +287,21 @@ def show_turn(turn: Turn, key: str) -> None:
     with st.chat_message("assistant"):
         if turn.reasoning:
             st.expander("Reasoning", expanded=False).markdown(model_text(turn.reasoning))
+        if not turn.finished:
+            st.warning("This answer was cut short: the page was redrawn before it finished (a reconnection, or "
+                       "another question sent meanwhile). Ask again to get it.", icon=":material/replay:")
+            if turn.hits:
+                show_search_only(turn.hits)
+            return
         show_outcome(turn, key, st.empty())
 
 
 def answer_live(
-    service: ArchivistService, question: str, controls: Controls, key: str, earlier: Sequence[Exchange] = (),
-) -> Turn:
-    """Ask, streaming reasoning and answer onto the page as they arrive; `earlier` makes follow-ups work."""
-    turn = Turn(question)
+    service: ArchivistService, turn: Turn, controls: Controls, key: str, earlier: Sequence[Exchange] = (),
+) -> None:
+    """Ask, streaming reasoning and answer onto the page as they arrive, into `turn` (already in the session's
+    history, so a run cut short leaves the question on the page); `earlier` makes follow-ups work."""
+    question = turn.question
     with st.chat_message("user"):
         st.markdown(plain(question))
     with st.chat_message("assistant"):
@@ -328,8 +336,8 @@ def answer_live(
             turn.error = str(error)
         if reasoning is not None:
             reasoning.finish()
+        turn.finished = True
         show_outcome(turn, key, answer_slot)
-    return turn
 
 
 # ----- the page -----
@@ -367,7 +375,12 @@ def ask_page() -> None:
     if question and question.strip():
         earlier = [Exchange(turn.question, turn.answer.answer) for turn in history
                    if turn.answer is not None and turn.answer.found_relevant]
-        history.append(answer_live(service, question.strip(), controls, f"turn-{len(history)}", earlier))
+        # In the history before it is answered: Streamlit ends a run when a new one preempts it (a reconnecting
+        # browser, a question sent meanwhile), and an answer kept only in this run's locals would vanish with
+        # its question; kept here, the next run shows it as cut short.
+        current = Turn(question.strip())
+        history.append(current)
+        answer_live(service, current, controls, f"turn-{len(history) - 1}", earlier)
 
 
 def main() -> None:

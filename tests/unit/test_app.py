@@ -346,3 +346,24 @@ def test_streamed_text_ends_showing_all_of_it_sanitised_without_the_cursor() -> 
     assert slot.drawn[0] == "Hello ▌"
     assert slot.drawn[-1] == safe(streamed.text) and not slot.drawn[-1].endswith("▌")
     assert all("](http" not in text for text in slot.drawn)
+
+
+def test_a_question_whose_run_was_cut_short_stays_on_the_page(make_service: ServiceFactory) -> None:
+    from ui.app import Turn
+
+    chat = ScriptedChat()
+    chat.enqueue(f"{FACT} [1]")
+    make_service({"reactor.md": f"{FACT} It was built in 1999.\n"}, chat)
+    at = run_page()
+    # What a run preempted mid-answer leaves behind (a reconnecting browser, another question sent meanwhile):
+    # the question is in the history, its answer never finished.
+    at.session_state["history"] = [Turn(QUESTION)]
+    at.run()
+    assert not at.exception
+    assert QUESTION in markdown_text(at)
+    assert any("This answer was cut short" in warning.value for warning in at.warning)
+
+    at.chat_input[0].set_value(QUESTION).run()  # asked again, it is answered, and the first stays marked
+    history = at.session_state["history"]
+    assert [turn.finished for turn in history] == [False, True]
+    assert history[1].answer is not None and history[1].answer.citations
