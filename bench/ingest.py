@@ -23,7 +23,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -31,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ sys.path.insert(0, str(REPO))  # run as a plain script (`python bench/ingest.py`
 
 import incremental  # noqa: E402  (bench/incremental.py, beside this file)
 import numpy as np  # noqa: E402
+from cpu import cpu_facts  # noqa: E402  (bench/cpu.py)
 
 from ingest.pipeline import FileResult, Ingester, Outcome  # noqa: E402
 from rag import offline  # noqa: E402,F401  (switches hub access off; rag.embedder imports it first anyway)
@@ -339,16 +339,7 @@ def machine() -> dict[str, Any]:
     import onnxruntime
     import torch
 
-    flags = ""
-    with suppress(OSError, StopIteration):
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "avx2": " avx2" in flags, "avx512": " avx512f" in flags, "vnni": "vnni" in flags,
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-    }
+    return {**cpu_facts(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

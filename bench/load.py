@@ -27,18 +27,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import threading
 import time
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a plain script
+
+from cpu import cpu_facts  # noqa: E402  (bench/cpu.py, beside this file)
 
 from rag import offline  # noqa: E402,F401  (before anything heavy)
 from rag.answer import Finished, PassagesFound  # noqa: E402
@@ -53,19 +53,6 @@ from ui.service import ArchivistService  # noqa: E402
 
 def progress(message: str) -> None:
     print(f"[bench-load {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def machine() -> dict[str, Any]:
-    flags = ""
-    with suppress(OSError, StopIteration):
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "avx2": " avx2" in flags, "avx512": " avx512f" in flags, "vnni": "vnni" in flags,
-        "amx": "amx_tile" in flags, "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-    }
 
 
 def wait_until_idle(service: ArchivistService, timeout_s: float = 1800.0) -> None:
@@ -163,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(part) for part in args.askers.split(",") if part.strip()]
 
     work = Path(tempfile.mkdtemp(prefix="archivist-bench-load-"))
-    result: dict[str, Any] = {"machine": machine(), "settings": vars(args), "runs": []}
+    result: dict[str, Any] = {"machine": cpu_facts(), "settings": vars(args), "runs": []}
     try:
         with OllamaStandIn() as standin:
             os.environ["OLLAMA_HOST"] = standin.url

@@ -8,14 +8,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from ingest.control import IndexingControl, Progress, indexing_notice
-from ingest.pipeline import Ingester, IngestReport, ProgressCallback
 from ingest.watch import Watcher
 from rag.answer import Answer, Finished
 from rag.catalog import Catalog
@@ -28,6 +27,7 @@ from rag.prompt import NOT_IN_DOCUMENTS
 from rag.settings import Settings, load_settings
 from rag.vectors import InMemoryVectorStore
 from tests.conftest import subprocess_env
+from tests.unit.test_watch_lifecycle import BlockedIngester
 from ui import service as service_module
 from ui.safe_markdown import safe
 from ui.service import ArchivistService, read_only_note
@@ -255,20 +255,6 @@ def test_the_server_entry_takes_the_app_options_after_the_separator() -> None:
 
 
 # ----- stop means stopped -----
-class GatedIngester(Ingester):
-    """Its first scan holds on until the test opens `gate`, whatever stop() says (a file slow to read)."""
-
-    def __init__(self, index: Index, settings: Settings) -> None:
-        super().__init__(index, settings)
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-
-    def ingest_paths(self, paths: Iterable[Path], on_file: ProgressCallback | None = None) -> IngestReport:
-        self.entered.set()
-        self.gate.wait()
-        return IngestReport()
-
-
 class WatchfulIndex(Index):
     """Notes whether a watcher was still at work when the index was closed."""
 
@@ -284,7 +270,7 @@ class WatchfulIndex(Index):
 @pytest.mark.slow
 def test_close_waits_for_the_watcher_before_closing_the_index(settings: Settings, docs: Path) -> None:
     index = WatchfulIndex(Catalog(settings.data_dir / "catalog.sqlite3"), InMemoryVectorStore(), HashingEmbedder())
-    ingester = GatedIngester(index, settings)
+    ingester = BlockedIngester(index, settings)
 
     class Service(ArchivistService):
         def _new_watcher(self) -> Watcher | None:
