@@ -70,6 +70,7 @@ run: install  ## index and watch DOCS, and serve the page at http://127.0.0.1:85
 	$(BIN)/archivist ui "$(DOCS)" --host $(HOST) --port $(PORT)
 
 test: dev  ## run the whole test suite
+	$(BIN)/python -m rag.embedder prepare  # the int8 model, made once per machine and cached (about a minute)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: dev  ## ruff and mypy

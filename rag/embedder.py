@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -385,9 +386,13 @@ def _check_mean_pooled(model_dir: Path) -> None:
         )
 
 
+FINGERPRINT_SAMPLE = 1 << 20  # bytes read from each end of the weights (a safetensors header lists every tensor)
+
+
 def _fingerprint(model_dir: Path) -> str:
     """Names a cached int8 file after what it was made from: the recipe, the model's configuration and
-    tokenizer (by content) and its weights (by size and time, to avoid reading 90 MB on every load)."""
+    tokenizer (by content) and its weights (by size and their first and last MiB, to avoid reading 90 MB on
+    every load). Not by path or time: every fresh install of the same model, in any clone, shares one file."""
     digest = hashlib.sha256(INT8_RECIPE.encode())
     for name in ("config.json", "modules.json", "sentence_bert_config.json", "tokenizer.json"):
         path = model_dir / name
@@ -395,8 +400,12 @@ def _fingerprint(model_dir: Path) -> str:
     for name in ("model.safetensors", "pytorch_model.bin"):
         path = model_dir / name
         if path.is_file():
-            info = path.stat()
-            digest.update(f"{path.resolve()}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
+            size = path.stat().st_size
+            with path.open("rb") as weights:
+                head = weights.read(FINGERPRINT_SAMPLE)
+                weights.seek(max(0, size - FINGERPRINT_SAMPLE))
+                tail = weights.read(FINGERPRINT_SAMPLE)
+            digest.update(f"{name}\0{size}\0".encode() + head + tail)
     return digest.hexdigest()[:16]
 
 
@@ -415,9 +424,29 @@ def int8_model_file(model_dir: Path, cache_dir: Path) -> tuple[Path, bool]:
         ) from None
     logger.warning("preparing the int8 embedding model once for this machine (about half a minute): %s", target)
     started = time.perf_counter()
-    build_int8_model(model_dir, target)
+    _build_in_child(model_dir, target)
     logger.info("int8 embedding model ready in %.1f s", time.perf_counter() - started)
     return target, True
+
+
+def _build_in_child(model_dir: Path, target: Path) -> None:
+    """Build the int8 file in a child process (`python -m rag.embedder build-int8`), not in this one.
+
+    The export runs torch's tracer and ONNX Runtime's optimiser, pure-Python work that holds the GIL for tens
+    of seconds: in the page's server process that froze the page itself (a first visit during a first start
+    timed out). A child also hands back the ~1 GB torch and the exporters take once it exits."""
+    command = [sys.executable, "-m", "rag.embedder", "build-int8", str(model_dir), str(target)]
+    result = subprocess.run(command, capture_output=True, text=True, errors="replace", check=False)
+    if result.returncode == 0 and target.is_file():
+        return
+    said = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    if result.returncode == BUILD_REFUSED and said:
+        raise ConfigError(said[-1])  # a message written for a person (see main below)
+    logger.error("building the int8 model failed (exit %s):\n%s", result.returncode, result.stderr[-4000:])
+    raise ConfigError(
+        f"Preparing the int8 embedding model failed (exit {result.returncode}): {said[-1] if said else 'no output'}. "
+        "Set ARCHIVIST_EMBEDDING_BACKEND=torch to run without it."
+    )
 
 
 def build_int8_model(model_dir: Path, target: Path) -> None:
@@ -544,3 +573,33 @@ class HashingEmbedder(Embedder):
 
     def count_tokens(self, text: str) -> int:
         return len(_WORD.findall(text))
+
+
+BUILD_REFUSED = 2  # the child's exit status when it printed a ConfigError's message as its last line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m rag.embedder build-int8 MODEL_DIR TARGET`: what _build_in_child runs.
+    `python -m rag.embedder prepare`: load the configured model once, making its int8 copy if the cache lacks
+    it (`make test` runs it first, so no test's server builds the model while a browser waits on it)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args == ["prepare"]:
+            from rag.factory import make_embedder
+            from rag.settings import load_settings
+
+            embedder = make_embedder(load_settings())
+            print(f"embedding model ready: {embedder.name}")
+            return 0
+        if len(args) != 3 or args[0] != "build-int8":
+            print("usage: python -m rag.embedder prepare | build-int8 MODEL_DIR TARGET", file=sys.stderr)
+            return 64
+        build_int8_model(Path(args[1]), Path(args[2]))
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return BUILD_REFUSED
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -23,14 +23,19 @@ def app_arguments(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     from ui import guard
-    from ui.service import open_in_background
+    from ui.service import close_process_service, open_in_background
     from ui.state import parse_options
 
     argv = list(sys.argv[1:] if argv is None else argv)
     guard.install()  # before anything is served
     options = parse_options(app_arguments(argv))
     open_in_background(options.data_dir, options.paths)
-    guard.main(argv)  # Streamlit's own command line; it runs the server until it is stopped
+    try:
+        guard.main(argv)  # Streamlit's own command line; it runs the server until it is stopped
+    finally:
+        # Here, not only at exit: at interpreter exit the thread pools are shut down before atexit hooks run,
+        # and indexing still under way then failed with "cannot schedule new futures after shutdown".
+        close_process_service()
 
 
 if __name__ == "__main__":

@@ -556,6 +556,15 @@ def process_service(data_dir: Path | None, paths: Sequence[Path]) -> ArchivistSe
         return _process_service
 
 
+def close_process_service() -> None:
+    """Stop the process's service (its watcher first, after the file in hand) if one was opened; waits for
+    one still being opened. Safe to call twice."""
+    with _opening:
+        service = _process_service
+    if service is not None:
+        service.close()
+
+
 def open_in_background(data_dir: Path | None, paths: Sequence[Path]) -> threading.Thread:
     """Open the process's service now, in a thread, so indexing starts with the server; a page opened
     meanwhile waits for it. A failure is logged here and raised again to the page (see process_service)."""
