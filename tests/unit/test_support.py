@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rag.embedder import HashingEmbedder
-from rag.support import SUPPORT_THRESHOLD, SupportMatch, SupportScorer, candidates, is_framing
+from rag.settings import SupportSettings
+from rag.support import SupportMatch, SupportScorer, candidates, is_framing
 
 REPORT = (
     "The company opened an office in Lisbon. Revenue grew to 7 million euros in 2022. "
@@ -38,7 +39,7 @@ def test_matches_come_best_first_across_passages(scorer: SupportScorer) -> None:
 def test_scores_are_comparable_with_the_threshold(scorer: SupportScorer) -> None:
     [copied] = scorer.rank("Costs stayed flat at 3 million euros.", [REPORT], top=1)
     [unrelated] = scorer.rank("Penguins cannot fly over the Andes.", [REPORT], top=1)
-    assert 0 < unrelated.score < SUPPORT_THRESHOLD <= copied.score < 1
+    assert 0 < unrelated.score < SupportSettings().threshold <= copied.score < 1
 
 
 def test_citation_marks_are_stripped_from_the_claim() -> None:
