@@ -116,3 +116,19 @@ def test_edits_in_a_long_section_change_few_chunks() -> None:
     assert min(changed) >= 1
     assert sorted(changed)[int(0.95 * len(changed))] <= 3
     assert sum(changed) / len(changed) <= 2
+
+
+def test_the_content_defined_boundaries_follow_the_chunking_settings() -> None:
+    paragraphs = [f"Paragraph {i} holds a few words of its own." for i in range(60)]
+    blocks = [Block(p) for p in paragraphs]
+    greedy = chunk_blocks(blocks, words, ChunkingSettings(tokens=100, overlap_tokens=0, min_fill=1.0))
+    every_piece = chunk_blocks(blocks, words, ChunkingSettings(tokens=100, overlap_tokens=0, min_fill=0.0,
+                                                               anchor_one_in=1))
+    default = chunk_blocks(blocks, words, ChunkingSettings(tokens=100, overlap_tokens=0))
+    # min_fill 1: only a full chunk ends one; anchor_one_in 1 with no minimum: every paragraph is its own chunk.
+    assert all(words(chunk.text) > 100 - 10 for chunk in greedy[:-1])
+    assert [chunk.text for chunk in every_piece] == paragraphs
+    assert len(greedy) < len(default) < len(every_piece)
+    assert chunk_blocks(blocks, words, model_limit=50) == chunk_blocks(
+        blocks, words, ChunkingSettings(tokens=50)
+    )  # the model's limit caps the size

@@ -99,6 +99,18 @@ def test_headings_are_one_line_paragraphs_above_more_text() -> None:
     assert not any(c.heading for c in candidates([one_sentence_paragraphs]))
 
 
+def test_the_heading_rules_follow_the_support_settings(scorer: SupportScorer) -> None:
+    passage = "The board met twice.\n\nRevenue grew in 2022\n\nRevenue grew by 7% in 2022, mostly in Europe."
+    heading = "Revenue grew in 2022"
+    assert {c.sentence.text: c.heading for c in candidates([passage])}[heading] is True
+    strict = SupportSettings(heading_max_words=3)  # four words: no longer a heading
+    assert {c.sentence.text: c.heading for c in candidates([passage], strict)}[heading] is False
+    # Without the penalty the heading, which repeats the claim, wins; with the default it is demoted.
+    unpenalised = SupportScorer(scorer._embedder, SupportSettings(heading_penalty=0))
+    assert unpenalised.rank("Revenue grew in 2022.", [passage], top=1)[0].text == heading
+    assert scorer.rank("Revenue grew in 2022.", [passage], top=1)[0].text != heading
+
+
 def test_framing_sentences_are_recognised() -> None:
     assert is_framing("However, it is unknown whether revenue will grow.")
     assert is_framing("We investigated the effect of price on sales.")
