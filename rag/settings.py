@@ -159,7 +159,7 @@ class SupportSettings:
 
 @dataclass(frozen=True, config=_SECTION_CONFIG)
 class ChunkingSettings:
-    """How documents are cut into passages (ingest/chunk.py). Changing these re-chunks edited files only."""
+    """How documents are cut into passages (ingest/chunk.py). A change applies to files as they are next indexed."""
 
     tokens: int = Field(default=200, ge=32, le=256, description="Chunk size in embedding-model tokens.")
     overlap_tokens: int = Field(default=32, ge=0, le=128, description="Tokens repeated between consecutive chunks.")
