@@ -4,7 +4,8 @@ Chunks are packed from whole paragraphs (blocks); a paragraph too long for one c
 boundaries, and a sentence too long at word boundaries. A new section (heading path) always starts a new
 chunk, and so does a new page of a PDF, so an edit in one section or page never moves the boundaries of
 another. Consecutive chunks of a section
-share a small overlap of whole sentences, so a fact split across a boundary is still found.
+share a small overlap of whole sentences, so a fact split across a boundary is still found. The sizes and the
+content-defined boundaries are tuned by the settings' `chunking` section (rag/settings.py).
 """
 
 from __future__ import annotations
@@ -16,13 +17,9 @@ from dataclasses import dataclass
 from ingest.document import Block
 from rag.index import NewChunk
 from rag.sentences import split_sentences
+from rag.settings import ChunkingSettings
 
 TokenCounter = Callable[[str], int]
-# Content-defined boundaries (see _is_anchor): once a chunk holds MIN_FILL of the limit, a piece whose hash
-# is 0 modulo ANCHOR_ONE_IN starts the next one. Chosen by simulating edits on 600-paragraph documents:
-# these values changed at most 3 chunks per edit (mean 1.5), where greedy packing changed up to all later ones.
-ANCHOR_ONE_IN = 3
-MIN_FILL = 0.3
 
 
 @dataclass(frozen=True)
@@ -98,20 +95,25 @@ def _sections(blocks: Sequence[Block], split_pages: bool) -> list[tuple[tuple[st
 def chunk_blocks(
     blocks: Sequence[Block],
     count_tokens: TokenCounter,
-    max_tokens: int = 200,
-    overlap_tokens: int = 32,
+    tuning: ChunkingSettings | None = None,
     split_pages: bool = False,
-    min_fill: float = MIN_FILL,
+    model_limit: int | None = None,
 ) -> list[NewChunk]:
-    """Chunks in document order, each at most about `max_tokens` tokens, with page range and headings.
+    """Chunks in document order, each at most about `tuning.tokens` tokens (and `model_limit`, what the
+    embedding model reads, when given), with page range and headings. `tuning` is the settings' `chunking`
+    section (its defaults when None).
 
     With `split_pages` (PDFs) no chunk crosses a page break, so every citation names exactly one page and
     an edit on one page cannot change the chunks of another."""
+    tuning = tuning or ChunkingSettings()
+    max_tokens = tuning.tokens if model_limit is None else min(tuning.tokens, model_limit)
     if max_tokens < 8:
-        raise ValueError("max_tokens must be at least 8")
-    overlap_tokens = min(overlap_tokens, max_tokens // 4)
+        raise ValueError("chunks must be allowed at least 8 tokens")
+    overlap_tokens = min(tuning.overlap_tokens, max_tokens // 4)
     chunks: list[NewChunk] = []
-    min_tokens = int(max_tokens * min_fill)
+    # Content-defined boundaries (see _is_anchor): once a chunk holds min_fill of the limit, about one piece in
+    # anchor_one_in may start the next one.
+    min_tokens = int(max_tokens * tuning.min_fill)
     for headings, section in _sections(blocks, split_pages):
         pieces = _pieces(section, max_tokens - overlap_tokens, count_tokens)
         current: list[_Piece] = []
@@ -120,7 +122,7 @@ def chunk_blocks(
             # Room is judged on the chunk's own text, leaving space for any overlap: were the overlap to
             # count, every boundary would depend on the chunk before, and edits would ripple on.
             full = own + piece.tokens > max_tokens - overlap_tokens
-            if own and (full or (own >= min_tokens and _is_anchor(piece))):
+            if own and (full or (own >= min_tokens and _is_anchor(piece, tuning.anchor_one_in))):
                 chunks.append(_make(current, headings))
                 current = _overlap(current, overlap_tokens)
                 own = 0
@@ -131,8 +133,8 @@ def chunk_blocks(
     return chunks
 
 
-def _is_anchor(piece: _Piece) -> bool:
-    """Whether a chunk may start at this piece, decided by its own text alone.
+def _is_anchor(piece: _Piece, one_in: int) -> bool:
+    """Whether a chunk may start at this piece (about one in `one_in`), decided by its own text alone.
 
     Packing greedily to the size limit would make every boundary depend on all the text before it, so
     one inserted sentence would shift every later chunk and re-embed the rest of the document. Cutting
@@ -140,7 +142,7 @@ def _is_anchor(piece: _Piece) -> bool:
     the same pieces as before within a chunk or two: content-defined chunking, as in rsync or restic.
     """
     digest = hashlib.blake2b(piece.text.encode("utf-8"), digest_size=4).digest()
-    return int.from_bytes(digest, "little") % ANCHOR_ONE_IN == 0
+    return int.from_bytes(digest, "little") % one_in == 0
 
 
 def _overlap(previous: list[_Piece], overlap_tokens: int) -> list[_Piece]:

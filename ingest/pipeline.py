@@ -388,10 +388,9 @@ class Ingester:
         chunks = chunk_blocks(
             parsed.blocks,
             embedder.count_tokens,
-            max_tokens=min(self.settings.chunk_tokens, embedder.max_tokens - 8),
-            overlap_tokens=self.settings.chunk_overlap_tokens,
-            min_fill=self.settings.chunk_min_fill,
+            self.settings.chunking,
             split_pages=kind == "pdf",
+            model_limit=embedder.max_tokens - 8,
         )
         known = {key[3] for key in self.index.catalog.chunk_keys(document_id).values()} if document_id else set()
         new_texts = {}

@@ -153,7 +153,7 @@ def ask(
     effort = effort or settings.effort
     query = standalone_query(question, history, chat)
     yield Searching(query)
-    hits = search(index, query, settings.sources, filters=filters)
+    hits = search(index, query, settings.sources, filters=filters, tuning=settings.retrieval)
     answer = Answer(question=question, query=query)
     if not is_relevant(hits, settings.min_relevance):
         # Nothing to ground an answer on: say so, show the nearest passages, and do not ask the model.
@@ -191,7 +191,7 @@ def ask(
     answer.reasoning = "".join(reasoning).strip()
     answer.answer = "".join(content).strip()
     _check_usage(answer, settings)
-    scorer = SupportScorer(index.embedder)
+    scorer = SupportScorer(index.embedder, settings.support)
     answer.sentences = ground_sentences(answer.answer, prompt.passages, scorer, ignore=(NOT_IN_DOCUMENTS,))
     answer.citations = citations_for(answer.sentences, prompt.passages, scorer)
     yield Finished(answer)

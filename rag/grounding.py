@@ -1,9 +1,9 @@
 """Checking an answer sentence by sentence: what each cites, and the sentence of the sources that supports it.
 
-A sentence with citations is `supported` when the best sentence of its cited passages scores at least
-`SUPPORT_THRESHOLD`, else `unsupported`; a sentence without citations is `uncited`, and gets the best
-supporting sentence among all the sources in the prompt as a suggestion. Quotes carry their offsets in the
-chunk text, so a face can highlight them.
+A sentence with citations is `supported` when the best sentence of its cited passages scores at least the
+scorer's threshold (`settings.support.threshold`), else `unsupported`; a sentence without citations is
+`uncited`, and gets the best supporting sentence among all the sources in the prompt as a suggestion. Quotes
+carry their offsets in the chunk text, so a face can highlight them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal
 from rag.citations import Citation, strip_citations, valid_numbers
 from rag.retrieve import Hit
 from rag.sentences import split_sentences
-from rag.support import SUPPORT_THRESHOLD, SupportMatch, SupportScorer
+from rag.support import SupportMatch, SupportScorer
 
 Status = Literal["supported", "unsupported", "uncited"]
 
@@ -69,7 +69,7 @@ def ground_sentences(
         support = _support(matches[0], numbers, passages) if matches else None
         if not cited:
             status: Status = "uncited"
-        elif support is not None and support.score >= SUPPORT_THRESHOLD:
+        elif support is not None and support.score >= scorer.tuning.threshold:
             status = "supported"
         else:
             status = "unsupported"

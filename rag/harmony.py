@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
-Effort = Literal["low", "medium", "high"]
+from rag.settings import Effort
+
 Channel = Literal["analysis", "commentary", "final"]
 
 MODEL_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."

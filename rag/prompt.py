@@ -18,8 +18,9 @@ from pathlib import PurePath
 
 from rag.citations import strip_citations
 from rag.errors import QuestionTooLong
-from rag.harmony import Conversation, Effort, SystemPart, Turn, chat_messages, render_for_completion
+from rag.harmony import Conversation, SystemPart, Turn, chat_messages, render_for_completion
 from rag.retrieve import Hit
+from rag.settings import Effort
 
 NOT_IN_DOCUMENTS = "I could not find the answer in your documents."
 

@@ -13,8 +13,10 @@ from rag.embedder import Vectors
 from rag.fusion import cap_per_group, convex_combination, reciprocal_rank_fusion
 from rag.index import Index
 
+# Re-exported: callers of `search` name its tuning type from here.
+from rag.settings import RetrievalSettings as RetrievalSettings
+
 Mode = Literal["dense", "lexical", "hybrid"]
-Fusion = Literal["rrf", "convex"]
 MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
 
 # Words too common to help BM25 find anything; dropping them also keeps the FTS query short.
@@ -90,27 +92,6 @@ class Filters:
     @property
     def active(self) -> bool:
         return bool(self.folder or self.kinds or self.name_glob or self.document_ids)
-
-
-@dataclass(frozen=True)
-class RetrievalSettings:
-    """How search weighs its arms. Defaults chosen on SciFact train (see README, Retrieval)."""
-
-    # How hybrid merges the arms: a weighted sum of min-max normalised scores ("convex"), or reciprocal
-    # ranks ("rrf", with rrf_k). On SciFact train, convex 0.5/0.5 over 200 candidates per arm scored nDCG@10
-    # 0.7318 against RRF's 0.7187 (k = 60, 100 candidates); every configuration tried is in the README.
-    fusion: Fusion = "convex"
-    rrf_k: float = 60.0
-    dense_depth: int = 200  # candidates taken from each arm before fusion
-    lexical_depth: int = 200
-    dense_weight: float = 0.5
-    lexical_weight: float = 0.5
-    bm25_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # text, headings, file title
-    per_document: int = 3  # at most this many chunks of one document in the results
-    drop_stop_words: bool = True
-    # A question naming a file ("3M's capital expenditure in FY2018" with 3M_2018_10K.pdf in the library)
-    # searches the named files first: those whose names hold the most query words, at least this many.
-    named_document_terms: int = 2  # 0: off
 
 
 def query_terms(query: str, drop_stop_words: bool = True) -> list[str]:
@@ -223,7 +204,8 @@ def search(
     filters: Filters | None = None,
     tuning: RetrievalSettings | None = None,
 ) -> list[Hit]:
-    """The k best chunks for the query, read back through the catalog (orphan vectors never show).
+    """The k best chunks for the query, read back through the catalog (orphan vectors never show). `tuning`
+    is the settings' `retrieval` section (its defaults when None).
 
     When the query names files (see `named_documents`), their chunks come first, with no per-document cap
     among them (the question is about them), and the rest of the library fills the remaining places."""

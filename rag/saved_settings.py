@@ -1,8 +1,10 @@
 """The settings the Settings page saves: a small JSON file in the data folder, read under flags and environment.
 
 Only a few fields may be saved (the LLM connection, the model, the context size, the effort, PDF
-passwords); everything else stays a flag or an environment variable. The data folder itself can never be
-saved here: this file lives inside it.
+passwords, which the Settings page edits) and the tuning sections (`retrieval`, `support`, `chunking`: JSON
+objects naming some of their fields, written by hand, e.g. `{"retrieval": {"per_document": 2}}`); everything
+else stays a flag or an environment variable. The data folder itself can never be saved here: this file lives
+inside it.
 
 This module only reads and writes the file; `rag.settings` decides precedence and validates values.
 """
@@ -32,6 +34,10 @@ SAVABLE_FIELDS: tuple[str, ...] = (
     "pdf_passwords",
 )
 
+# The sub-settings sections (rag.settings.SECTIONS) the file may hold, each a JSON object; kept when the
+# Settings page saves.
+SAVABLE_SECTIONS: tuple[str, ...] = ("retrieval", "support", "chunking")
+
 Source = Literal["flag", "environment", "saved", "default"]
 
 
@@ -54,12 +60,19 @@ def read_saved(data_dir: Path) -> dict[str, object]:
         raise ConfigError(f"The saved settings {path} are not valid JSON ({error}); fix or delete the file.") from None
     if not isinstance(data, dict):
         raise ConfigError(f"The saved settings {path} must hold a JSON object; fix or delete the file.")
-    unknown = sorted(set(data) - set(SAVABLE_FIELDS))
+    savable = (*SAVABLE_FIELDS, *SAVABLE_SECTIONS)
+    unknown = sorted(set(data) - set(savable))
     if unknown:
         raise ConfigError(
             f"The saved settings {path} hold settings that cannot be saved: {', '.join(unknown)}; "
-            f"only {', '.join(SAVABLE_FIELDS)} can."
+            f"only {', '.join(savable)} can."
         )
+    for section in SAVABLE_SECTIONS:
+        if section in data and not isinstance(data[section], dict):
+            raise ConfigError(
+                f'The saved settings {path} must hold a JSON object under "{section}" (its fields and values); '
+                "fix or delete the file."
+            )
     return data
 
 
@@ -69,15 +82,14 @@ def write_saved(data_dir: Path, values: Mapping[str, object]) -> Path:
     The file may hold PDF passwords and an API key in plain text, so it is created readable and writable
     by its owner only (0600), as ssh and netrc files are; the data folder is the user's own.
     """
-    unknown = sorted(set(values) - set(SAVABLE_FIELDS))
+    savable = (*SAVABLE_FIELDS, *SAVABLE_SECTIONS)
+    unknown = sorted(set(values) - set(savable))
     if unknown:
-        raise ConfigError(
-            f"These settings cannot be saved: {', '.join(unknown)}; only {', '.join(SAVABLE_FIELDS)} can."
-        )
+        raise ConfigError(f"These settings cannot be saved: {', '.join(unknown)}; only {', '.join(savable)} can.")
     path = saved_settings_path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    ordered = {name: values[name] for name in SAVABLE_FIELDS if name in values}
+    ordered = {name: values[name] for name in savable if name in values}
     # O_CREAT with 0600: the secrets are never readable by others, not even between create and chmod.
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

@@ -2,23 +2,48 @@
 
 Precedence: explicit keyword arguments (command-line flags) > environment variables > the settings saved
 from the Settings page (`settings.json` in the data folder, see rag/saved_settings.py) > defaults.
+
+The tuning of search, of the support check and of chunking are sub-settings (`settings.retrieval.rrf_k`,
+...). Each of their fields is read from `ARCHIVIST_<SECTION>__<FIELD>` (e.g. ARCHIVIST_RETRIEVAL__RRF_K=30; two
+underscores, since field names hold one) or from the section of that name in the settings file
+(`{"retrieval": {"rrf_k": 30}}`), field by field. Their defaults live here and nowhere else: the modules
+that use them take the sub-settings as an argument.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from rag.errors import ConfigError
-from rag.saved_settings import SAVABLE_FIELDS, Source, read_saved, saved_settings_path, write_saved
+from rag.saved_settings import (
+    SAVABLE_FIELDS,
+    SAVABLE_SECTIONS,
+    Source,
+    read_saved,
+    saved_settings_path,
+    write_saved,
+)
 
-Effort = Literal["low", "medium", "high"]
+Effort = Literal["low", "medium", "high"]  # gpt-oss reasoning effort
+Fusion = Literal["rrf", "convex"]
+ENV_PREFIX = "ARCHIVIST_"
+ENV_NESTED_DELIMITER = "__"
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "gpt-oss:20b"
@@ -59,10 +84,147 @@ def parse_chroma_url(url: str) -> tuple[str, int, bool]:
     return parts.hostname, port if port is not None else (443 if ssl else 8000), ssl
 
 
+# The sub-settings are frozen pydantic dataclasses: validated wherever they are made (the environment, the
+# settings file, or code such as `RetrievalSettings(per_document=1)`), and `dataclasses.replace` works on them.
+# An unknown field is an error, not silently ignored: a misspelt ARCHIVIST_RETRIEVAL__RRFK would else do nothing.
+_SECTION_CONFIG = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, config=_SECTION_CONFIG)
+class RetrievalSettings:
+    """How search weighs its arms. Defaults chosen on SciFact train (see README, Retrieval)."""
+
+    # On SciFact train, convex 0.5/0.5 over 200 candidates per arm scored nDCG@10 0.7318 against RRF's 0.7187
+    # (k = 60, 100 candidates); every configuration tried is in the README.
+    fusion: Fusion = Field(
+        default="convex",
+        description="How hybrid search merges its dense and lexical rankings: convex (a weighted sum of min-max "
+        "normalised scores) or rrf (reciprocal rank fusion, with rrf_k).",
+    )
+    rrf_k: float = Field(default=60.0, gt=0, description="The k of reciprocal rank fusion: larger flattens ranks.")
+    dense_depth: int = Field(default=200, ge=1, description="Candidates taken from the dense arm before fusion.")
+    lexical_depth: int = Field(default=200, ge=1, description="Candidates taken from the lexical arm before fusion.")
+    dense_weight: float = Field(default=0.5, ge=0, description="Weight of the dense arm in the fusion.")
+    lexical_weight: float = Field(default=0.5, ge=0, description="Weight of the lexical arm in the fusion.")
+    bm25_weights: tuple[float, float, float] = Field(
+        default=(1.0, 1.0, 1.0), description="BM25 weights of a chunk's text, its headings and its file's title."
+    )
+    per_document: int = Field(default=3, ge=1, description="At most this many passages of one document in the results.")
+    drop_stop_words: bool = Field(
+        default=True, description="Leave words too common to help (the, of, ...) out of the lexical query."
+    )
+    # "3M's capital expenditure in FY2018" with 3M_2018_10K.pdf in the library searches that file first.
+    named_document_terms: int = Field(
+        default=2,
+        ge=0,
+        description="A question naming files searches them first: those whose names hold the most of its "
+        "words, at least this many (0: off).",
+    )
+
+
+@dataclass(frozen=True, config=_SECTION_CONFIG)
+class SupportSettings:
+    """How an answer sentence is checked against its sources (rag/support.py, rag/grounding.py)."""
+
+    # Tuned on SciFact train only (`python -m ingest.grounding_eval tune`): for each of the 370 (claim, SUPPORT
+    # evidence abstract) pairs, the best sentence's score (what a caller compares), against the claim's best score
+    # in the corpus abstract closest to it by TF-IDF that it neither cites nor has evidence in: an on-topic passage
+    # that does not support it, the hard case. 0.32 maximises kept-minus-passed (Youden's J): it keeps 75% of the
+    # supported pairs and lets 25% of the on-topic others pass. Lower thresholds flag fewer true claims but miss
+    # more: 0.29 keeps 80% / passes 33%, 0.23 keeps 90% / passes 49%, 0.18 keeps 95% / passes 64%. Off-topic
+    # passages (a random abstract) score far lower: median 0.06, none of 93 passed.
+    threshold: float = Field(
+        default=0.32,
+        gt=0,
+        lt=1,
+        description="A cited sentence is marked supported when the best sentence of its cited sources scores at "
+        "least this (0 to 1); lower flags fewer true claims but lets more unsupported ones pass.",
+    )
+    # A heading states nothing, and SciFact never marks a title as evidence. On train the title was the top pick
+    # for 19% of pairs without it (quote accuracy@1 0.56 without the penalty, 0.65 at 1, 0.66 from 4 up). 4 puts
+    # a heading below nearly any body sentence yet keeps it as a last resort.
+    heading_penalty: float = Field(
+        default=4.0,
+        ge=0,
+        description="Subtracted from the support model's logit for a line that looks like a heading or title: "
+        "it names a topic and states nothing.",
+    )
+    heading_max_words: int = Field(
+        default=12,
+        ge=1,
+        description="A one-line, unpunctuated paragraph of at most this many words, followed by more text, "
+        "counts as a heading.",
+    )
+
+
+@dataclass(frozen=True, config=_SECTION_CONFIG)
+class ChunkingSettings:
+    """How documents are cut into passages (ingest/chunk.py). A change applies to files as they are next indexed."""
+
+    tokens: int = Field(default=200, ge=32, le=256, description="Chunk size in embedding-model tokens.")
+    overlap_tokens: int = Field(default=32, ge=0, le=128, description="Tokens repeated between consecutive chunks.")
+    # min_fill and anchor_one_in were chosen by simulating edits on 600-paragraph documents: these values
+    # changed at most 3 chunks per edit (mean 1.5), where greedy packing changed up to all later ones.
+    min_fill: float = Field(
+        default=0.3,
+        ge=0.0,
+        le=1.0,
+        description="Share of tokens a chunk holds before a content-defined boundary may end it: higher gives "
+        "fuller chunks, lower keeps an edit's re-embedding more local.",
+    )
+    anchor_one_in: int = Field(
+        default=3,
+        ge=1,
+        description="About one piece (paragraph or sentence) in this many may start a chunk, chosen by a hash of "
+        "its text, so boundaries fall in the same places after an edit.",
+    )
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "retrieval": RetrievalSettings,
+    "support": SupportSettings,
+    "chunking": ChunkingSettings,
+}
+# The names the chunking settings had when they were top-level; still read from the environment (the README
+# documented them) and as keyword arguments.
+LEGACY_NAMES: dict[str, tuple[str, str]] = {
+    "chunk_tokens": ("chunking", "tokens"),
+    "chunk_overlap_tokens": ("chunking", "overlap_tokens"),
+    "chunk_min_fill": ("chunking", "min_fill"),
+}
+
+
+def section_fields(section: str) -> tuple[str, ...]:
+    """The field names of a sub-settings section, in order."""
+    return tuple(field.name for field in dataclasses.fields(SECTIONS[section]))
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a setting: `model` or a dotted `retrieval.rrf_k`."""
+    return ENV_PREFIX + name.replace(".", ENV_NESTED_DELIMITER).upper()
+
+
+class _LegacyEnvironment(PydanticBaseSettingsSource):
+    """ARCHIVIST_CHUNK_TOKENS & co., read as the chunking fields they became (below the new names)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads everything at once
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for old, (section, name) in LEGACY_NAMES.items():
+            value = os.environ.get(env_name(old))
+            if value is not None and value != "":
+                values.setdefault(section, {})[name] = value
+        return values
+
+
 class Settings(BaseSettings):
     """Everything Archivist can be told. Each field names its environment variable."""
 
-    model_config = SettingsConfigDict(env_prefix="ARCHIVIST_", extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED_DELIMITER, extra="ignore", validate_default=True
+    )
 
     data_dir: Path = Field(
         default_factory=default_data_dir,
@@ -114,13 +276,22 @@ class Settings(BaseSettings):
         "\"not in your documents\" with the nearest passages and does not call the LLM (0 or less: always "
         "ask). Tuned on SciFact train. ARCHIVIST_MIN_RELEVANCE.",
     )
+    retrieval: RetrievalSettings = Field(
+        default_factory=RetrievalSettings,
+        description="How search ranks passages. ARCHIVIST_RETRIEVAL__<FIELD>, or the settings file's "
+        "\"retrieval\" section.",
+    )
+    support: SupportSettings = Field(
+        default_factory=SupportSettings,
+        description="How answer sentences are checked against their sources. ARCHIVIST_SUPPORT__<FIELD>, or the "
+        "settings file's \"support\" section.",
+    )
     # Ingest
-    chunk_tokens: int = Field(200, ge=32, le=256, description="Chunk size in embedding-model tokens.")
-    chunk_overlap_tokens: int = Field(32, ge=0, le=128, description="Tokens repeated between chunks.")
-    chunk_min_fill: float = Field(
-        0.3, ge=0.0, le=1.0,
-        description="Share of chunk_tokens a chunk holds before a content-defined boundary may end it: higher "
-        "gives fuller chunks, lower keeps an edit's re-embedding more local.",
+    chunking: ChunkingSettings = Field(
+        default_factory=ChunkingSettings,
+        description="How documents are cut into passages. ARCHIVIST_CHUNKING__<FIELD> (or the older "
+        "ARCHIVIST_CHUNK_TOKENS, ARCHIVIST_CHUNK_OVERLAP_TOKENS, ARCHIVIST_CHUNK_MIN_FILL), or the settings "
+        "file's \"chunking\" section.",
     )
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are skipped.")
     parse_timeout_s: float = Field(
@@ -185,6 +356,23 @@ class Settings(BaseSettings):
         "(then remembered in a cookie) or send `Authorization: Bearer ...`. ARCHIVIST_ACCESS_TOKEN.",
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _LegacyEnvironment(settings_cls), dotenv_settings, file_secret_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_keywords(cls, values: Any) -> Any:
+        """`Settings(chunk_tokens=...)` as `Settings(chunking={"tokens": ...})`, over any other chunking value."""
+        return fold_legacy(values) if isinstance(values, dict) else values
+
     @field_validator("ollama_host")
     @classmethod
     def _normalise_host(cls, value: str) -> str:
@@ -210,6 +398,40 @@ class Settings(BaseSettings):
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
 
+    # Read-only spellings of the chunking fields from when they were top-level, for code not yet moved to
+    # `settings.chunking` (the evaluations and benchmarks).
+    @property
+    def chunk_tokens(self) -> int:
+        return self.chunking.tokens
+
+    @property
+    def chunk_overlap_tokens(self) -> int:
+        return self.chunking.overlap_tokens
+
+    @property
+    def chunk_min_fill(self) -> float:
+        return self.chunking.min_fill
+
+
+def fold_legacy(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` with the legacy top-level chunking names moved into their section (they win there)."""
+    result = dict(values)
+    for old, (section, name) in LEGACY_NAMES.items():
+        if old in result:
+            result[section] = {**_as_dict(result.get(section)), name: result.pop(old)}
+    return result
+
+
+def _as_dict(value: object) -> dict[str, Any]:
+    """A section's values as a dict, whether given as a dict or as a sub-settings object."""
+    if value is None:
+        return {}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return dict(value)
+    return {}
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build the settings: command-line values (not None) > environment > saved settings > defaults."""
@@ -222,25 +444,52 @@ def setting_sources(**overrides: object) -> dict[str, Source]:
 
 
 def load_settings_with_sources(**overrides: object) -> tuple[Settings, dict[str, Source]]:
-    """The settings (as `load_settings`) and, for every field, where its value came from."""
-    given = {key: value for key, value in overrides.items() if value is not None}
+    """The settings (as `load_settings`) and where each value came from: every top-level field by its name,
+    and every field of a sub-settings section by its dotted name (`retrieval.rrf_k`)."""
+    given = fold_legacy({key: value for key, value in overrides.items() if value is not None})
     # First without the saved file: the data folder, which holds that file, comes from flag, environment or
     # default only. pydantic-settings counts a field read from the environment as set.
     base = _build(given, "Invalid settings")
     saved = read_saved(base.data_dir)
-    from_saved = {key: value for key, value in saved.items() if key not in base.model_fields_set}
+    environment = _from_environment()
+    from_saved = {key: value for key, value in saved.items()
+                  if key not in SECTIONS and key not in base.model_fields_set}
+    flagged: dict[str, set[str]] = {}
+    from_environment: dict[str, set[str]] = {}
+    for section in SECTIONS:
+        flag = given.get(section)
+        flagged[section] = set(flag) if isinstance(flag, Mapping) else set(section_fields(section)) if flag else set()
+        from_environment[section] = set(_as_dict(environment.get(section)))
+        decided = flagged[section] | from_environment[section]
+        # Field by field: a section's fields may come from the flags, the environment and the file at once.
+        kept = {key: value for key, value in _as_dict(saved.get(section)).items() if key not in decided}
+        if kept:
+            from_saved[section] = kept
     settings = base
     if from_saved:
         # Passed as keyword arguments, which pydantic-settings ranks above the environment: hence only the
-        # fields neither a flag nor the environment set.
+        # fields neither a flag nor the environment set. A section given here is merged, field by field, with
+        # what the environment gives for it.
+        values: dict[str, object] = {**from_saved, **given}
+        for section in SECTIONS:
+            if section in from_saved and isinstance(given.get(section), Mapping):
+                values[section] = {**_as_dict(from_saved[section]), **_as_dict(given[section])}
         settings = _build(
-            {**from_saved, **given},
+            values,
             f"Invalid saved setting in {saved_settings_path(base.data_dir)} (change it on the Settings page, "
             "or edit or delete the file)",
         )
     sources: dict[str, Source] = {}
     for name in Settings.model_fields:
-        if name in given:
+        if name in SECTIONS:
+            for field in section_fields(name):
+                sources[f"{name}.{field}"] = (
+                    "flag" if field in flagged[name]
+                    else "environment" if field in from_environment[name]
+                    else "saved" if field in _as_dict(from_saved.get(name))
+                    else "default"
+                )
+        elif name in given:
             sources[name] = "flag"
         elif name in from_saved:
             sources[name] = "saved"
@@ -251,15 +500,26 @@ def load_settings_with_sources(**overrides: object) -> tuple[Settings, dict[str,
     return settings, sources
 
 
+def _from_environment() -> dict[str, Any]:
+    """What the environment sets, as pydantic-settings reads it (sections as dicts), legacy names included."""
+    values = _LegacyEnvironment(Settings)()
+    for key, value in EnvSettingsSource(Settings)().items():
+        if key in SECTIONS:
+            values[key] = {**_as_dict(values.get(key)), **_as_dict(value)}
+        else:
+            values[key] = value
+    return values
+
+
 def save_settings(data_dir: Path, changes: Mapping[str, object]) -> dict[str, object]:
-    """Merge `changes` into the saved settings of `data_dir` and write them; a None value forgets a field
-    (back to its default). Values are validated first (ConfigError naming the field) and stored as validated
-    (e.g. OLLAMA_HOST normalised). Returns everything now saved. Flags and environment variables still win."""
-    unknown = sorted(set(changes) - set(SAVABLE_FIELDS))
+    """Merge `changes` into the saved settings of `data_dir` and write them; a None value forgets a field or a
+    whole section (back to the defaults). A section given replaces the saved one. Values are validated first
+    (ConfigError naming the field) and stored as validated (e.g. OLLAMA_HOST normalised). Returns everything
+    now saved. Flags and environment variables still win."""
+    savable = (*SAVABLE_FIELDS, *SAVABLE_SECTIONS)
+    unknown = sorted(set(changes) - set(savable))
     if unknown:
-        raise ConfigError(
-            f"These settings cannot be saved: {', '.join(unknown)}; only {', '.join(SAVABLE_FIELDS)} can."
-        )
+        raise ConfigError(f"These settings cannot be saved: {', '.join(unknown)}; only {', '.join(savable)} can.")
     merged = dict(read_saved(data_dir))
     for name, value in changes.items():
         if value is None:
@@ -267,7 +527,13 @@ def save_settings(data_dir: Path, changes: Mapping[str, object]) -> dict[str, ob
         else:
             merged[name] = value
     validated = _build({**merged, "data_dir": data_dir}, "Invalid settings").model_dump(mode="json")
-    values = {name: validated[name] for name in SAVABLE_FIELDS if name in merged}
+    values: dict[str, object] = {}
+    for name in savable:
+        if name in SECTIONS and name in merged:
+            # Only the fields the file names: the others keep following the defaults.
+            values[name] = {key: validated[name][key] for key in _as_dict(merged[name])}
+        elif name in merged:
+            values[name] = validated[name]
     write_saved(data_dir, values)
     return values
 
@@ -276,8 +542,15 @@ def _build(values: Mapping[str, object], problem: str) -> Settings:
     try:
         return Settings(**values)  # type: ignore[arg-type]
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or 'settings'}: {item['msg']}"
-            for item in error.errors()
-        )
+        problems = "; ".join(_describe(item["loc"], item["type"], item["msg"]) for item in error.errors())
         raise ConfigError(f"{problem}: {problems}") from None
+    except SettingsError as error:  # an environment variable that should hold JSON (a list, a section) does not
+        raise ConfigError(f"{problem}: {error}") from None
+
+
+def _describe(location: tuple[int | str, ...], kind: str, message: str) -> str:
+    name = ".".join(str(part) for part in location) or "settings"
+    if kind in ("unexpected_keyword_argument", "extra_forbidden") and len(location) == 2 and location[0] in SECTIONS:
+        section = str(location[0])
+        return f"{name}: no such setting; the {section} settings are {', '.join(section_fields(section))}"
+    return f"{name}: {message}"

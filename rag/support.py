@@ -2,7 +2,7 @@
 
 Each sentence of the passages is scored by a small logistic model over a few features (fitted on SciFact
 train, see `_MODEL`); `score` is its probability-like output in (0, 1), comparable across passages and with
-`SUPPORT_THRESHOLD`. With an embedder the features are:
+the support threshold (`settings.support.threshold`). With an embedder the features are:
 
 - `cosine`: the embedding cosine of the claim and the sentence;
 - `soft_coverage`: how much of the claim's words the sentence covers, each claim word weighted by its IDF
@@ -13,8 +13,10 @@ train, see `_MODEL`); `score` is its probability-like output in (0, 1), comparab
   supporting nothing; the cue words are general English, though scientific abstracts use them most.
 
 Without an embedder, `lexical_coverage` (the IDF-weighted share of the claim's word stems that the sentence
-holds) replaces the first two. Lines that look like headings or titles are demoted (`HEADING_PENALTY`):
-they name a topic and state nothing, yet resemble a claim about it.
+holds) replaces the first two. Lines that look like headings or titles are demoted (`heading_penalty`):
+they name a topic and state nothing, yet resemble a claim about it. The threshold, the heading penalty and what
+counts as a heading are the settings' `support` section (rag/settings.py, where their tuning is recorded); the
+fitted weights below belong with the features they weigh, and `tune` refits them.
 """
 
 from __future__ import annotations
@@ -30,31 +32,19 @@ import numpy as np
 from rag.citations import strip_citations
 from rag.embedder import Embedder, Vectors
 from rag.sentences import Sentence, split_sentences
-
-# Tuned on SciFact train only (`python -m ingest.grounding_eval tune`): for each of the 370 (claim, SUPPORT
-# evidence abstract) pairs, the best sentence's score (what a caller compares), against the claim's best score in
-# the corpus abstract closest to it by TF-IDF that it neither cites nor has evidence in: an on-topic passage
-# that does not support it, the hard case. 0.32 maximises kept-minus-passed (Youden's J): it keeps 75% of the
-# supported pairs and lets 25% of the on-topic others pass. Lower thresholds flag fewer true claims but miss
-# more: 0.29 keeps 80% / passes 33%, 0.23 keeps 90% / passes 49%, 0.18 keeps 95% / passes 64%. Off-topic
-# passages (a random abstract) score far lower: median 0.06, none of 93 passed.
-SUPPORT_THRESHOLD: float = 0.32
+from rag.settings import SupportSettings
 
 # Logistic regression over the features, fitted on the sentences of SciFact train's evidence abstracts (a gold
-# rationale sentence against the other sentences; titles left out, see HEADING_PENALTY): (bias, weights).
+# rationale sentence against the other sentences; titles left out, see heading_penalty): (bias, weights).
 # Grouped 5-fold cross-validation on train chose the features (quote accuracy@1 of the (claim, evidence
 # abstract) pairs, measured on a prototype of these features): cosine alone 0.55, + IDF lexical overlap 0.57,
 # + framing 0.62; cosine + soft coverage 0.62, + framing 0.67 (kept). Sentence position (later sentences of an
 # abstract hold the results; specific to abstracts), the title as context, neighbouring sentences as context,
 # and cue words of conclusions added nothing once soft coverage and framing were in, so they are left out.
 _MODEL: tuple[float, dict[str, float]] = (-5.3922, {"cosine": 2.7594, "soft_coverage": 5.3398, "framing": -2.141})
-# Without an embedder (fitted the same way; its bias is then moved by -0.26 so that SUPPORT_THRESHOLD is also its
-# own best threshold on train, which was 0.38: it keeps 53% of supported pairs and passes 17% of the others).
+# Without an embedder (fitted the same way; its bias is then moved by -0.26 so that the support threshold, 0.32, is
+# also its own best threshold on train, which was 0.38: it keeps 53% of supported pairs and passes 17% of the others).
 _LEXICAL_MODEL: tuple[float, dict[str, float]] = (-2.2896, {"lexical_coverage": 5.5223, "framing": -2.0675})
-# Subtracted from a heading's logit: a heading states nothing, and SciFact never marks a title as evidence. On
-# train the title was the top pick for 19% of pairs without it (quote accuracy@1 0.56 without the penalty, 0.65
-# at 1, 0.66 from 4 up). 4 puts a heading below nearly any body sentence yet keeps it as a last resort.
-HEADING_PENALTY = 4.0
 # Embeddings kept per scorer (sentences, claims, words), least recently used dropped first: ~15 MB.
 CACHE_SIZE = 10_000
 
@@ -78,7 +68,6 @@ _FRAMING = re.compile(
 )
 _PARAGRAPH = re.compile(r"[^\n]+(?:\n(?!\s*\n)[^\n]*)*")  # as rag.sentences splits paragraphs
 _LIST_MARKER = re.compile(r"^\s*([-*•·▪–]|\(?\d+[.)]|\(?[a-z][.)])\s")
-HEADING_MAX_WORDS = 12
 
 
 @dataclass(frozen=True)
@@ -87,7 +76,7 @@ class SupportMatch:
     text: str  # the supporting sentence, exactly passage[start:end]
     start: int  # character offsets within that passage's text
     end: int
-    score: float  # higher is better; comparable with SUPPORT_THRESHOLD
+    score: float  # higher is better; comparable with the support threshold
 
 
 @dataclass(frozen=True)
@@ -116,28 +105,31 @@ def is_framing(sentence: str) -> bool:
     return sentence.rstrip().endswith("?") or _FRAMING.search(sentence.lower()) is not None
 
 
-def candidates(passages: Sequence[str]) -> list[_Candidate]:
+def candidates(passages: Sequence[str], tuning: SupportSettings | None = None) -> list[_Candidate]:
     """Every sentence of every passage, in order, each marked when it looks like a heading."""
+    max_words = (tuning or SupportSettings()).heading_max_words
     found = []
     for index, passage in enumerate(passages):
         sentences = split_sentences(passage)
         paragraphs = [(m.start(), m.end(), m.group().strip()) for m in _PARAGRAPH.finditer(passage)]
         paragraphs = [paragraph for paragraph in paragraphs if paragraph[2]]
         for sentence in sentences:
-            found.append(_Candidate(index, sentence, _is_heading(sentence, paragraphs, sentences)))
+            found.append(_Candidate(index, sentence, _is_heading(sentence, paragraphs, sentences, max_words)))
     return found
 
 
-def _is_heading(sentence: Sentence, paragraphs: list[tuple[int, int, str]], sentences: list[Sentence]) -> bool:
-    """A one-line paragraph, followed by more text, that is either short and unpunctuated (a section heading)
-    or the passage's first paragraph above a body of several sentences (a title)."""
+def _is_heading(
+    sentence: Sentence, paragraphs: list[tuple[int, int, str]], sentences: list[Sentence], max_words: int
+) -> bool:
+    """A one-line paragraph, followed by more text, that is either short (`max_words`) and unpunctuated (a
+    section heading) or the passage's first paragraph above a body of several sentences (a title)."""
     position = next((i for i, p in enumerate(paragraphs) if p[0] <= sentence.start < p[1]), None)
     if position is None or position + 1 >= len(paragraphs):
         return False
     _, _, text = paragraphs[position]
     if text != sentence.text or "\n" in text or _LIST_MARKER.match(text):
         return False
-    if not text.endswith((".", "!", "?", ":", ";")) and len(text.split()) <= HEADING_MAX_WORDS:
+    if not text.endswith((".", "!", "?", ":", ";")) and len(text.split()) <= max_words:
         return True
     next_start, next_end, _ = paragraphs[position + 1]
     body = sum(1 for s in sentences if next_start <= s.start < next_end)
@@ -171,20 +163,27 @@ def soft_coverage(claim_words: Sequence[str], claim_vectors: Vectors, sentence_v
     return float((weights * closest).sum() / weights.sum())
 
 
-def _probability(model: tuple[float, dict[str, float]], features: dict[str, float], heading: bool) -> float:
+def _probability(
+    model: tuple[float, dict[str, float]], features: dict[str, float], heading: bool,
+    heading_penalty: float | None = None,
+) -> float:
+    """The model's output for one candidate; `heading_penalty` None: the settings' default."""
     bias, weights = model
     logit = bias + sum(weight * features[name] for name, weight in weights.items())
     if heading:
-        logit -= HEADING_PENALTY
+        logit -= SupportSettings().heading_penalty if heading_penalty is None else heading_penalty
     return 1.0 / (1.0 + math.exp(-logit))
 
 
 class SupportScorer:
     """Ranks the sentences of cited passages by how well they support a claim. Keeps the embeddings of
-    texts it has seen (sentences, words), so scoring many claims against the same passages embeds each once."""
+    texts it has seen (sentences, words), so scoring many claims against the same passages embeds each once.
+    `tuning` is the settings' `support` section (its defaults when None); callers compare scores with its
+    `threshold`."""
 
-    def __init__(self, embedder: Embedder | None) -> None:
+    def __init__(self, embedder: Embedder | None, tuning: SupportSettings | None = None) -> None:
         self._embedder = embedder
+        self.tuning = tuning or SupportSettings()
         self._cache: OrderedDict[tuple[bool, str], Vectors] = OrderedDict()
 
     @property
@@ -194,14 +193,14 @@ class SupportScorer:
     def rank(self, claim: str, passages: Sequence[str], top: int = 3) -> list[SupportMatch]:
         """The `top` best supporting sentences across all `passages`, best first (earlier on a tie)."""
         claim = strip_citations(claim)
-        found = candidates(passages)
+        found = candidates(passages, self.tuning)
         if top <= 0 or not found or not claim:
             return []
         rows = self.features(claim, found)
         model = _MODEL if self._embedder is not None else _LEXICAL_MODEL
         scored = [
             SupportMatch(c.passage_index, c.sentence.text, c.sentence.start, c.sentence.end,
-                         _probability(model, row, c.heading))
+                         _probability(model, row, c.heading, self.tuning.heading_penalty))
             for c, row in zip(found, rows, strict=True)
         ]
         scored.sort(key=lambda match: -match.score)  # stable: document order on a tie

@@ -266,7 +266,8 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
     index = open_default_index(settings)
     try:
-        hits = search(index, args.query, args.k or settings.search_k, mode=args.mode, filters=_filters(args))
+        hits = search(index, args.query, args.k or settings.search_k, mode=args.mode, filters=_filters(args),
+                      tuning=settings.retrieval)
     finally:
         index.close()
     if args.json:

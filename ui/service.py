@@ -432,7 +432,7 @@ class ArchivistService:
         )
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
-        return search(self.index, query, k or self.settings.sources)
+        return search(self.index, query, k or self.settings.sources, tuning=self.settings.retrieval)
 
     def ask(
         self, question: str, effort: Effort | None = None, sources: int | None = None,

@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 
 from rag.errors import ArchivistError
+from rag.settings import SECTIONS, env_name, section_fields, setting_sources
 from ui.safe_markdown import plain, safe
 from ui.service import ArchivistService, SettingInfo
 from ui.state import page_service
@@ -56,6 +57,7 @@ def render() -> None:
             changes["pdf_passwords"] = [line for line in passwords.splitlines() if line]
         save(service, rows, changes)
     show_sources({row.name: row for row in service.setting_rows()})  # after a save, the saved values
+    show_tuning(service)
 
 
 def help_for(rows: dict[str, SettingInfo], name: str) -> str:
@@ -88,3 +90,20 @@ def show_sources(rows: dict[str, SettingInfo]) -> None:
     st.dataframe(table, hide_index=True, width="stretch")
     st.caption("Command-line flags win over environment variables, which win over values saved here, which win "
                "over the defaults. " + plain("Saved in the data folder's settings.json."))
+
+
+def show_tuning(service: ArchivistService) -> None:
+    """The search, support-check and chunking tuning: read-only here, set by environment variable or by hand in
+    settings.json."""
+    sources = setting_sources(**service.flags)
+    with st.expander("Tuning: search, answer checking, chunking"):
+        table = [
+            {"setting": f"{section}.{name}", "value": str(getattr(getattr(service.settings, section), name)),
+             "from": SOURCE_LABELS.get(sources[f"{section}.{name}"], sources[f"{section}.{name}"]),
+             "variable": env_name(f"{section}.{name}")}
+            for section in SECTIONS
+            for name in section_fields(section)
+        ]
+        st.dataframe(table, hide_index=True, width="stretch")
+        st.caption(plain('Set by environment variable, or in the data folder\'s settings.json as e.g. '
+                         '{"retrieval": {"per_document": 2}}; the page does not edit these.'))

@@ -122,3 +122,24 @@ def test_a_follow_up_is_searched_standalone_and_answered_with_history(index: Ind
     assert messages[2]["content"] == "Ollama listens on port 11434."
     assert messages[3]["content"].endswith("Question: And Chroma?")
     assert answer.sentences[0].status == "supported"
+
+
+def test_the_answer_path_uses_the_settings_retrieval_and_support_sections(tmp_path: Path) -> None:
+    index = Index(Catalog(tmp_path / "catalog.sqlite3"), InMemoryVectorStore(), HashingEmbedder(dimension=256))
+    ports = ["Ollama listens on port 11434 by default.", "Ollama's port 11434 can be changed with OLLAMA_HOST."]
+    index.write_document(FileFacts("/lib/ports.md", "p", 1, 1), "markdown", 2,
+                         [NewChunk(text, page, page) for page, text in enumerate(ports, start=1)])
+    index.write_document(FileFacts("/lib/garden.md", "g", 1, 1), "markdown", 1,
+                         [NewChunk("Quinces ripen in October.", 1, 1)])
+
+    def answer(**overrides: object) -> Answer:
+        chat = ScriptedChat()
+        chat.enqueue("Ollama listens on port 11434 [1].")
+        return finish(list(ask("Which port does Ollama listen on?", index, chat, settings(sources=2, **overrides))))
+
+    default = answer()
+    assert [hit.path for hit in default.passages] == ["/lib/ports.md"] * 2
+    assert default.sentences[0].status == "supported"
+    tuned = answer(retrieval={"per_document": 1}, support={"threshold": 0.999})
+    assert [hit.path for hit in tuned.passages] == ["/lib/ports.md", "/lib/garden.md"]
+    assert tuned.sentences[0].status == "unsupported"

@@ -270,6 +270,7 @@ def test_the_settings_page_saves_and_says_where_values_come_from(
     make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ARCHIVIST_EFFORT", "high")
+    monkeypatch.setenv("ARCHIVIST_RETRIEVAL__PER_DOCUMENT", "2")
     service = make_service()
     at = AppTest.from_function(settings_script, default_timeout=60)
     at.run()
@@ -285,6 +286,11 @@ def test_the_settings_page_saves_and_says_where_values_come_from(
     assert by_name["model"] == "saved here"
     assert by_name["effort"] == "environment variable"
     assert any("environment variable still decides" in warning.value for warning in at.warning)
+    tuning = at.dataframe[1].value
+    rows = {name: (value, source) for name, value, source in zip(tuning["setting"], tuning["value"], tuning["from"],
+                                                                  strict=True)}
+    assert rows["retrieval.per_document"] == ("2", "environment variable")
+    assert rows["support.threshold"] == ("0.32", "default")
 
 
 class DownChat(ScriptedChat):

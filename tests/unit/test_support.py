@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rag.embedder import HashingEmbedder
-from rag.support import SUPPORT_THRESHOLD, SupportMatch, SupportScorer, candidates, is_framing
+from rag.settings import SupportSettings
+from rag.support import SupportMatch, SupportScorer, candidates, is_framing
 
 REPORT = (
     "The company opened an office in Lisbon. Revenue grew to 7 million euros in 2022. "
@@ -38,7 +39,7 @@ def test_matches_come_best_first_across_passages(scorer: SupportScorer) -> None:
 def test_scores_are_comparable_with_the_threshold(scorer: SupportScorer) -> None:
     [copied] = scorer.rank("Costs stayed flat at 3 million euros.", [REPORT], top=1)
     [unrelated] = scorer.rank("Penguins cannot fly over the Andes.", [REPORT], top=1)
-    assert 0 < unrelated.score < SUPPORT_THRESHOLD <= copied.score < 1
+    assert 0 < unrelated.score < SupportSettings().threshold <= copied.score < 1
 
 
 def test_citation_marks_are_stripped_from_the_claim() -> None:
@@ -96,6 +97,18 @@ def test_headings_are_one_line_paragraphs_above_more_text() -> None:
     }
     one_sentence_paragraphs = "Bananas are yellow.\n\nApples are red.\n\nCherries are red."
     assert not any(c.heading for c in candidates([one_sentence_paragraphs]))
+
+
+def test_the_heading_rules_follow_the_support_settings(scorer: SupportScorer) -> None:
+    passage = "The board met twice.\n\nRevenue grew in 2022\n\nRevenue grew by 7% in 2022, mostly in Europe."
+    heading = "Revenue grew in 2022"
+    assert {c.sentence.text: c.heading for c in candidates([passage])}[heading] is True
+    strict = SupportSettings(heading_max_words=3)  # four words: no longer a heading
+    assert {c.sentence.text: c.heading for c in candidates([passage], strict)}[heading] is False
+    # Without the penalty the heading, which repeats the claim, wins; with the default it is demoted.
+    unpenalised = SupportScorer(scorer._embedder, SupportSettings(heading_penalty=0))
+    assert unpenalised.rank("Revenue grew in 2022.", [passage], top=1)[0].text == heading
+    assert scorer.rank("Revenue grew in 2022.", [passage], top=1)[0].text != heading
 
 
 def test_framing_sentences_are_recognised() -> None:
