@@ -31,7 +31,6 @@ import numpy as np
 
 from rag.catalog import EMBEDDING_CACHE_MAX, Catalog, ChunkRow, DocumentRow
 from rag.embedder import Embedder, Vectors
-from rag.paths import store_path
 from rag.vectors import Metadata, VectorStore
 
 logger = logging.getLogger(__name__)
@@ -368,10 +367,7 @@ class Index:
     def touch_document(self, facts: FileFacts) -> None:
         """Same content, new mtime (e.g. `touch`): remember it so the next scan skips hashing."""
         with self.catalog.transaction() as db:
-            db.execute(
-                "UPDATE documents SET size = ?, mtime_ns = ? WHERE path = ?",
-                (facts.size, facts.mtime_ns, store_path(facts.path)),
-            )
+            Catalog.touch_document(db, facts.path, facts.size, facts.mtime_ns)
 
     def remove_document(self, path: str) -> bool:
         existing = self.catalog.document_by_path(path)
