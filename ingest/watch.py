@@ -22,16 +22,12 @@ from watchdog.observers import Observer
 from ingest.control import lower_thread_priority
 from ingest.indexing import ingest_and_reconcile
 from ingest.pipeline import FileResult, Ingester, IngestReport, absolute, is_candidate
-from rag.errors import ArchivistError
+from rag.errors import WatcherStillRunning
 
 logger = logging.getLogger(__name__)
 
 RETRY_FIRST_SECONDS = 1.0  # after an error, the first rescan waits this long ...
 RETRY_MAX_SECONDS = 60.0  # ... and each further failure doubles the wait, up to this
-
-
-class WatcherStillRunning(ArchivistError):
-    """The watcher's worker did not reach a safe point in time; the index must stay open while it runs."""
 
 
 def retry_delay(failures: int, first: float = RETRY_FIRST_SECONDS, cap: float = RETRY_MAX_SECONDS) -> float:

@@ -134,7 +134,8 @@ class Index:
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
         self.embed_batch_size = embed_batch_size
-        # A test-only hook to stop at named steps (crash tests); None in normal use.
+        # Told each named write step as the write reaches it (see _step's callers); None in normal use. The
+        # crash tests kill the process at a chosen step through it (tests/crashing_cli.py).
         self.step_hook: Callable[[str], None] | None = None
         self._seen_version: int | None = catalog.data_version()
         self._refresh_lock = threading.Lock()

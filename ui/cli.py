@@ -277,6 +277,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.control import indexing_notice, read_progress
     from rag.answer import AnswerDelta, Finished, PassagesFound, ReasoningDelta, ask
+    from rag.errors import LLMResponseError
     from rag.factory import make_chat, open_default_index
 
     chat = make_chat(settings)
@@ -297,7 +298,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
                 answer = event.answer
     finally:
         index.close()
-    assert answer is not None
+    if answer is None:  # ask() ends every answer it gives with Finished: the stream broke off
+        raise LLMResponseError("The answer ended before it was finished. Ask again.")
     # Another process (the page, `archivist watch`) may still be indexing: the answer may then change.
     notice = indexing_notice(read_progress(settings.data_dir))
     if notice is not None:
