@@ -289,3 +289,18 @@ def test_ui_paths_join_the_saved_folders(tmp_path: Path, monkeypatch: pytest.Mon
         assert again.roots == (saved, given) and again.lock is not None
     finally:
         again.close()
+
+
+def test_a_change_that_fails_still_leaves_the_folders_watched(make_service: Maker, tmp_path: Path) -> None:
+    docs = folder_with(tmp_path, "docs", {"a.md": "Apples.\n"})
+    service = make_service((docs,))
+    before = service.watcher
+
+    with pytest.raises(RuntimeError, match="the change failed"), service.rewatching():
+        assert service.watcher is None and service.indexing  # stopped while the change runs
+        raise RuntimeError("the change failed")
+
+    assert service.watcher is not None and service.watcher is not before  # a new watcher, on the same folders
+    assert service.wait_until_ready(30) and service.roots == (docs,)
+    (docs / "b.md").write_text("Bananas.\n")
+    eventually(lambda: str(docs / "b.md") in paths(service))
