@@ -316,11 +316,7 @@ def clear_index(index: Index, keep_embeddings: bool = False) -> None:
     # The catalog first, in one transaction: a crash after it leaves only orphan vectors, which search never
     # shows and the next start's reconcile removes.
     chunks = index.catalog.all_chunk_hashes() if keep_embeddings else {}
-    with index.catalog.transaction() as db:
-        db.execute("DELETE FROM documents")  # chunks go first (a trigger), full-text rows by trigger
-        if not keep_embeddings:
-            db.execute("DELETE FROM embedding_cache")
-            db.execute("DELETE FROM page_text")
+    index.catalog.clear(keep_caches=keep_embeddings)
     # Kept embeddings: the vectors move from the store into the (bounded) cache before they are deleted.
     index.retire(chunks)
     leftover = sorted(index.vectors.ids())

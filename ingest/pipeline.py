@@ -424,9 +424,8 @@ class Ingester:
                         logger.info("moved: %s -> %s", old_path, key)
                         return FileResult(key, Outcome.MOVED, f"moved from {old_path}")
                 # Another new file took that move first (two copies of one vanished file): index this one.
-                action = self._parse(key, action.facts, action.data, action.kind, None)
-                newly_embedded = newly_embedded | self._embed_batch([action])
-            assert isinstance(action, _Write)
+                write = self._parse(key, action.facts, action.data, action.kind, None)
+                return self._write([write], newly_embedded | self._embed_batch([write]))[0]
             return self._write([action], newly_embedded)[0]
         except DocumentError as problem:
             return self._record(key, problem)

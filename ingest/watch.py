@@ -20,17 +20,14 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from ingest.control import lower_thread_priority
+from ingest.indexing import ingest_and_reconcile
 from ingest.pipeline import FileResult, Ingester, IngestReport, absolute, is_candidate
-from rag.errors import ArchivistError
+from rag.errors import WatcherStillRunning
 
 logger = logging.getLogger(__name__)
 
 RETRY_FIRST_SECONDS = 1.0  # after an error, the first rescan waits this long ...
 RETRY_MAX_SECONDS = 60.0  # ... and each further failure doubles the wait, up to this
-
-
-class WatcherStillRunning(ArchivistError):
-    """The watcher's worker did not reach a safe point in time; the index must stay open while it runs."""
 
 
 def retry_delay(failures: int, first: float = RETRY_FIRST_SECONDS, cap: float = RETRY_MAX_SECONDS) -> float:
@@ -240,10 +237,9 @@ class Watcher:
     def _reconcile(self) -> bool:
         """Scan the roots and apply what changed; False when it failed (the error is kept for the status)."""
         try:
-            report = self.ingester.ingest_paths(self.roots, on_file=self.on_file)
+            report = ingest_and_reconcile(self.ingester, self.roots, on_file=self.on_file)
             if self._stopping.is_set():
                 return True  # stopped mid-scan: the next start scans again
-            self.ingester.index.reconcile()
         except Exception as error:
             self._failed(error, "reconcile scan failed")
             return False

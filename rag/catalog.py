@@ -591,6 +591,15 @@ class Catalog:
                 (count - limit,),
             )
 
+    def clear(self, keep_caches: bool = False) -> None:
+        """Delete every document with its chunks and full-text rows (by trigger) and, unless `keep_caches`,
+        the embedding and PDF page caches, all in one transaction."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM documents")  # chunks go first (a trigger), full-text rows by trigger
+            if not keep_caches:
+                db.execute("DELETE FROM embedding_cache")
+                db.execute("DELETE FROM page_text")
+
     # ----- writes (call inside `transaction()`) -----
     @staticmethod
     def put_document(db: sqlite3.Connection, document: DocumentRow) -> None:
@@ -616,6 +625,11 @@ class Catalog:
                 title_for(document.path),
             ),
         )
+
+    @staticmethod
+    def touch_document(db: sqlite3.Connection, path: str, size: int, mtime_ns: int) -> None:
+        """Same content, new size and mtime (e.g. `touch`): the next scan compares against these."""
+        db.execute("UPDATE documents SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, store_path(path)))
 
     @staticmethod
     def move_document(db: sqlite3.Connection, document_id: str, path: str, size: int, mtime_ns: int) -> None:

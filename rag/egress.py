@@ -26,14 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from rag.errors import ArchivistError
+from rag.errors import EgressRefused
 
 LOG_VARIABLE = "ARCHIVIST_EGRESS_LOG"
 _EVENTS = frozenset({"socket.connect", "socket.sendto"})
-
-
-class EgressRefused(ArchivistError, ConnectionRefusedError):
-    """A connection off this machine that nobody configured; refused before any packet left."""
 
 
 @dataclass(frozen=True)

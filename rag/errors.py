@@ -8,6 +8,7 @@
     ├── OutsideLibrary              a path the page was asked to open lies outside the watched folders
     ├── FolderError                 a folder cannot be added to or removed from the watched ones
     ├── VectorServerUnavailable     the Chroma server named by ARCHIVIST_CHROMA_URL does not answer
+    ├── EgressRefused               a connection off this machine nobody configured (also a ConnectionRefusedError)
     ├── PageImageError              a PDF page could not be drawn (missing page, encrypted, damaged)
     ├── DocumentError               one file could not be indexed; the run goes on
     │   ├── SkippedDocument         deliberately not indexed (unsupported type, too large)
@@ -27,13 +28,15 @@
     │           ├── ParseOutOfMemory  needed more than ARCHIVIST_PARSE_MEMORY_MB
     │           └── ParserCrashed   the reading process ended unexpectedly
     ├── IngestAborted               an indexing run could not go on (not one file's fault)
+    ├── WatcherStillRunning         the watcher did not stop in time: the index stays open while it writes
     └── LLMError                    talking to the language model failed
         ├── LLMUnavailable          server not reachable
         ├── ModelMissing            server up, model not pulled
         ├── LLMTimeout
         └── LLMResponseError        the server answered with an error
 
-The faces (CLI, UI) catch ArchivistError in exactly one place each and show `str(error)`.
+The faces (CLI, UI) catch ArchivistError in exactly one place each and show `str(error)`. Every class is
+defined here and drawn above (tests/unit/test_errors.py compares the drawing with the classes).
 """
 
 from __future__ import annotations
@@ -61,6 +64,11 @@ class FolderError(ArchivistError):
 
 class VectorServerUnavailable(ArchivistError):
     """The Chroma server named by ARCHIVIST_CHROMA_URL does not answer."""
+
+
+class EgressRefused(ArchivistError, ConnectionRefusedError):
+    """A connection off this machine that nobody configured; refused before any packet left (rag/egress.py).
+    Also a ConnectionRefusedError, so libraries treat it as the network being down."""
 
 
 class QuestionTooLong(ArchivistError):
@@ -133,6 +141,10 @@ class UnexpectedFailure(FailedDocument):
 
 class IngestAborted(ArchivistError):
     """An indexing run stopped before reaching every file, for a reason that is not one file's fault."""
+
+
+class WatcherStillRunning(ArchivistError):
+    """The watcher's worker did not reach a safe point in time; the index must stay open while it runs."""
 
 
 class ResourceLimit(FailedDocument):

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-from collections.abc import Callable
-
 from rag.egress import allow_urls
 from rag.embedder import Embedder, SentenceTransformerEmbedder, model_name_for
 from rag.index import Index, open_index
@@ -26,36 +22,13 @@ def make_embedder(settings: Settings) -> Embedder:
 def open_default_index(settings: Settings) -> Index:
     """The index in the settings' data folder; the embedding model loads on first use."""
     allow_configured_servers(settings)
-    index = open_index(
+    return open_index(
         settings.data_dir,
         lambda: make_embedder(settings),
         embed_batch_size=settings.embed_batch_size,
         model_name=model_name_for(settings.embedding_model_dir, settings.embedding_backend),
         chroma_url=settings.chroma_url,
     )
-    index.step_hook = crash_hook_from_environment()
-    return index
-
-
-CRASH_VARIABLE = "ARCHIVIST_TEST_CRASH_AT"
-
-
-def crash_hook_from_environment() -> Callable[[str], None] | None:
-    """Test-only: `ARCHIVIST_TEST_CRASH_AT=step[:n]` SIGKILLs this process at the n-th (default first) time
-    the index reaches that named write step, so crash tests can stop it exactly there."""
-    spec = os.environ.get(CRASH_VARIABLE, "")
-    if not spec:
-        return None
-    step, _, count = spec.partition(":")
-    remaining = [int(count or 1)]
-
-    def hook(name: str) -> None:
-        if name == step:
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    return hook
 
 
 def allow_configured_servers(settings: Settings) -> None:

@@ -31,7 +31,6 @@ import numpy as np
 
 from rag.catalog import EMBEDDING_CACHE_MAX, Catalog, ChunkRow, DocumentRow
 from rag.embedder import Embedder, Vectors
-from rag.paths import store_path
 from rag.vectors import Metadata, VectorStore
 
 logger = logging.getLogger(__name__)
@@ -135,7 +134,8 @@ class Index:
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
         self.embed_batch_size = embed_batch_size
-        # A test-only hook to stop at named steps (crash tests); None in normal use.
+        # Told each named write step as the write reaches it (see _step's callers); None in normal use. The
+        # crash tests kill the process at a chosen step through it (tests/crashing_cli.py).
         self.step_hook: Callable[[str], None] | None = None
         self._seen_version: int | None = catalog.data_version()
         self._refresh_lock = threading.Lock()
@@ -368,10 +368,7 @@ class Index:
     def touch_document(self, facts: FileFacts) -> None:
         """Same content, new mtime (e.g. `touch`): remember it so the next scan skips hashing."""
         with self.catalog.transaction() as db:
-            db.execute(
-                "UPDATE documents SET size = ?, mtime_ns = ? WHERE path = ?",
-                (facts.size, facts.mtime_ns, store_path(facts.path)),
-            )
+            Catalog.touch_document(db, facts.path, facts.size, facts.mtime_ns)
 
     def remove_document(self, path: str) -> bool:
         existing = self.catalog.document_by_path(path)

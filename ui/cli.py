@@ -218,30 +218,24 @@ def _print_json(data: Any) -> None:
 # ----- commands -----
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.control import IndexingControl
-    from ingest.pipeline import Ingester, IngestReport, Outcome, absolute
-    from rag.factory import open_default_index
-    from rag.lock import WriterLock
+    from ingest.indexing import ingest_and_reconcile, writable_index
+    from ingest.pipeline import Ingester, Outcome, absolute
     from ui.progress import FileProgress
 
-    with WriterLock(settings.data_dir):
+    with writable_index(settings) as index:
         _low_priority()
         if IndexingControl(settings.data_dir).paused:
             print("Indexing is paused: waiting for `archivist resume`…", file=sys.stderr)
-        index = open_default_index(settings)
-        try:
-            # A path that is not there is a mistake to point out, unless it names something indexed: then
-            # ingesting it is how its document leaves the index.
-            not_found = [str(path) for path in args.paths if not os.path.lexists(path)
-                         and not index.catalog.documents(under=str(absolute(path)))]
-            paths = [path for path in args.paths if str(path) not in not_found]
-            ingester = Ingester(index, settings)
-            plan = ingester.plan(paths)
-            with FileProgress(total=len(plan.files) + len(plan.unreadable), description="Indexing") as progress:
-                ingester.on_passages = progress.passages  # a large file shows its passages as they are written
-                report = ingester.ingest_paths(paths, on_file=progress.advance) if paths else IngestReport()
-            index.reconcile()
-        finally:
-            index.close()
+        # A path that is not there is a mistake to point out, unless it names something indexed: then
+        # ingesting it is how its document leaves the index.
+        not_found = [str(path) for path in args.paths if not os.path.lexists(path)
+                     and not index.catalog.documents(under=str(absolute(path)))]
+        paths = [path for path in args.paths if str(path) not in not_found]
+        ingester = Ingester(index, settings)
+        plan = ingester.plan(paths)
+        with FileProgress(total=len(plan.files) + len(plan.unreadable), description="Indexing") as progress:
+            ingester.on_passages = progress.passages  # a large file shows its passages as they are written
+            report = ingest_and_reconcile(ingester, paths, on_file=progress.advance)
     summary = report.to_json()
     summary["not_found"] = not_found
     status = 1 if not_found else 0
@@ -284,6 +278,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.control import indexing_notice, read_progress
     from rag.answer import AnswerDelta, Finished, PassagesFound, ReasoningDelta, ask
+    from rag.errors import LLMResponseError
     from rag.factory import make_chat, open_default_index
 
     chat = make_chat(settings)
@@ -304,7 +299,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
                 answer = event.answer
     finally:
         index.close()
-    assert answer is not None
+    if answer is None:  # ask() ends every answer it gives with Finished: the stream broke off
+        raise LLMResponseError("The answer ended before it was finished. Ask again.")
     # Another process (the page, `archivist watch`) may still be indexing: the answer may then change.
     notice = indexing_notice(read_progress(settings.data_dir))
     if notice is not None:
@@ -484,10 +480,9 @@ def _low_priority() -> None:
 
 
 def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.indexing import writable_index
     from ingest.pipeline import FileResult, Ingester, IngestReport
     from ingest.watch import Watcher
-    from rag.factory import open_default_index
-    from rag.lock import WriterLock
 
     stop = threading.Event()
 
@@ -510,9 +505,8 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
         for path in report.removed:
             print(f"removed: {clean_line(path)}", file=sys.stderr, flush=True)
 
-    with WriterLock(settings.data_dir):
+    with writable_index(settings) as index:
         _low_priority()
-        index = open_default_index(settings)
         watcher = Watcher(Ingester(index, settings), args.paths, on_report=on_report, on_file=on_file)
         try:
             watcher.start()
@@ -522,10 +516,7 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
                 pass
             print("Stopping after the file in hand… (Ctrl-C again quits at once)", file=sys.stderr, flush=True)
         finally:
-            try:
-                watcher.stop()  # returns once the worker has ended: only then is the index closed
-            finally:
-                index.close()
+            watcher.stop()  # returns once the worker has ended: only then is the index closed (on leaving)
     return 0
 
 

@@ -1,5 +1,5 @@
 """The Library page: the watched folders, every document with its status, and the index's upkeep (check and
-repair, pause and resume, reset). It only draws; the work is the shared service's (ui/service.py)."""
+repair, pause and resume, reset). It only draws; ui/library.py does the work, on the shared service."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import streamlit as st
 
 from ingest.library import IndexCheck
 from rag.errors import ArchivistError
+from ui import library
 from ui.safe_markdown import code, plain, safe
 from ui.service import ArchivistService
 from ui.state import page_service
@@ -46,7 +47,7 @@ def indexing_progress(service: ArchivistService) -> None:
 
 def folders_section(service: ArchivistService) -> None:
     st.subheader("Watched folders", anchor=False)
-    for folder in service.folders():
+    for folder in library.folders(service):
         columns = st.columns([6, 2, 2])
         where = code(str(folder.path))
         if not folder.present:
@@ -56,7 +57,7 @@ def folders_section(service: ArchivistService) -> None:
         if columns[2].button("Remove", key=f"remove-{folder.path}", help="Stop watching it and take its "
                              "documents out of the index (the files themselves are not touched)."):
             try:
-                removed = service.remove_folder(folder.path)
+                removed = library.remove_folder(service, folder.path)
             except ArchivistError as error:
                 st.error(safe(str(error)))
             else:
@@ -67,7 +68,7 @@ def folders_section(service: ArchivistService) -> None:
         path = columns[0].text_input("Add a folder", placeholder="/home/you/Documents")
         if columns[1].form_submit_button("Add") and path.strip():
             try:
-                added = service.add_folder(Path(path.strip()))
+                added = library.add_folder(service, Path(path.strip()))
             except ArchivistError as error:
                 st.error(safe(str(error)))
             else:
@@ -77,7 +78,7 @@ def folders_section(service: ArchivistService) -> None:
 
 def documents_section(service: ArchivistService) -> None:
     st.subheader("Documents", anchor=False)
-    documents = service.documents()
+    documents = library.documents(service)
     if not documents:
         st.caption("No documents yet: add a folder above.")
         return
@@ -107,7 +108,7 @@ def upkeep_section(service: ArchivistService) -> None:
     columns = st.columns(3)
     if columns[0].button("Check index", icon=":material/fact_check:",
                          help="Compare the index with the files on disk."):
-        st.session_state["library-check"] = service.check_index()
+        st.session_state["library-check"] = library.check_index(service)
     if service.paused:
         if columns[1].button("Resume indexing", icon=":material/play_arrow:"):
             service.resume_indexing()
@@ -146,11 +147,11 @@ def show_check(service: ArchivistService, check: IndexCheck) -> None:
             st.caption("Not checked, the folder is not there: " + ", ".join(map(plain, check.absent_folders)))
         if st.button("Fix all", type="primary", icon=":material/build:"):
             try:
-                repair = service.repair_index(check)
+                repair = library.repair_index(service, check)
             except ArchivistError as error:
                 st.error(safe(str(error)))
             else:
-                st.session_state["library-check"] = service.check_index()
+                st.session_state["library-check"] = library.check_index(service)
                 st.toast(f"Fixed: {len(repair.report.results):,} files read again, {len(repair.removed):,} "
                          "removed from the index.")
                 st.rerun()
@@ -163,7 +164,7 @@ def confirm_reset(service: ArchivistService) -> None:
     keep = st.checkbox("Keep the embedding cache (faster: unchanged text is not embedded again)", value=True)
     if st.button("Reset", type="primary"):
         try:
-            service.reset_index(keep_embeddings=keep)
+            library.reset_index(service, keep_embeddings=keep)
         except ArchivistError as error:
             st.error(safe(str(error)))
         else:

@@ -1,7 +1,7 @@
 """The page's server process: `python -m ui.server run APP [streamlit flags] -- [app options]`.
 
 What ui/launch.py starts. Before handing over to Streamlit's command line it installs the page guard
-(ui/guard.py) and starts opening the process's one service (ui/service.py `open_in_background`) from the app
+(ui/guard.py) and starts opening the process's one service (ui/bootstrap.py `open_in_background`) from the app
 options after `--`, so the watched folders are indexed from the moment the server starts, whether or not a
 browser ever opens the page. The pages get that same service (`process_service`); if opening failed, they
 show why as a banner and try again.
@@ -23,7 +23,7 @@ def app_arguments(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     from ui import guard
-    from ui.service import close_process_service, open_in_background
+    from ui.bootstrap import close_process_service, open_in_background
     from ui.state import parse_options
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -1,49 +1,37 @@
 """The background service behind the page: one index, one watcher and one LLM client per server process.
 
-Every browser session of a Streamlit server shares the same service (`process_service`), opened when the
-server starts (ui/server.py), so the folders are watched and indexed once, however many tabs are open, and
-whether or not any is. This module knows nothing of Streamlit, so it can be built and tested as plain Python.
-
-Tests hand the page a service made of in-memory fakes with `inject(service)`; `current_service()` returns
-that service, if any, before the app falls back to the process's real one.
+Every browser session of a Streamlit server shares the same service, opened when the server starts
+(ui/bootstrap.py, called from ui/server.py), so the folders are watched and indexed once, however many tabs
+are open, and whether or not any is. This module knows nothing of Streamlit, so it can be built and tested
+as plain Python. It holds the service's core: start-up, taking over the writer lock, the watcher, and what
+the pages ask (status, search, answers). What the Library page changes (folders, repair, reset) is in
+ui/library.py, what the Settings page changes in ui/settings_changes.py; both make their change inside
+`ArchivistService.rewatching()` or `one_change()`.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.control import IndexingControl, Progress, indexing_notice, read_progress
-from ingest.library import (
-    DocumentInfo,
-    FolderStore,
-    IndexCheck,
-    IndexRepair,
-    check_folder,
-    check_index,
-    check_on_disk,
-    clear_index,
-    document_table,
-    forget_folder,
-    repair_index,
-)
+from ingest.library import FolderStore
 from ingest.pipeline import FileResult, Ingester, Outcome, absolute
 from ingest.watch import Watcher
 from rag.answer import AnswerEvent, Finished, ask
-from rag.errors import ArchivistError, FolderError, IndexLockedError, LLMError
+from rag.errors import ArchivistError, IndexLockedError, LLMError
 from rag.index import Index
 from rag.llm import ChatModel
 from rag.lock import WriterLock
 from rag.prompt import Exchange
 from rag.retrieve import Filters, Hit, close_lexical_pool, search
-from rag.saved_settings import SAVABLE_FIELDS, Source
-from rag.settings import Effort, Settings, load_settings_with_sources, save_settings
+from rag.settings import Effort, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -72,31 +60,12 @@ class ServiceStatus:
         return self.indexed + self.failed + self.skipped
 
 
-@dataclass(frozen=True)
-class WatchedFolder:
-    """One row of the Library page's folder list."""
-
-    path: Path
-    present: bool  # False: gone (an unplugged drive?); its documents stay until it is removed
-    documents: int
-
-
-@dataclass(frozen=True)
-class SettingInfo:
-    """One row of the Settings page: a savable setting, its value now, and where that value came from."""
-
-    name: str
-    value: object
-    source: Source  # flag | environment | saved | default; flags and environment beat saved values
-    description: str
-    secret: bool = False  # show masked (an API key, passwords)
-
-
 class ArchivistService:
     """Owns the index, the watcher of `roots` and the chat model; answers searches and questions.
 
     Adding or removing folders, repairing and resetting need this process to hold the writer lock (taken on
-    first need); they stop the watcher while they work, one at a time, and restart it on the new folders."""
+    first need); they stop the watcher while they work, one at a time, and restart it on the new folders:
+    each runs inside `rewatching()`."""
 
     def __init__(
         self,
@@ -163,7 +132,7 @@ class ArchivistService:
                     return
                 if self.lock is not None:
                     return  # taken meanwhile by a change of folders (see _take_writer)
-                if not self._watched():
+                if not self.watched():
                     continue  # nothing to index: reading is enough
                 try:
                     self.lock = WriterLock(self.settings.data_dir).acquire()
@@ -223,7 +192,26 @@ class ArchivistService:
             if self.lock is not None:
                 self.lock.release()
 
-    # ----- changing what is watched and indexed (the Library page) -----
+    # ----- changes: one at a time; those that write stop the watcher meanwhile -----
+    @contextmanager
+    def one_change(self) -> Iterator[None]:
+        """Hold off every other change (of folders or settings, a repair, a reset, a take-over) meanwhile."""
+        with self._changing:
+            yield
+
+    @contextmanager
+    def rewatching(self) -> Iterator[None]:
+        """Take the writer lock, stop the watcher, run the block, then start a watcher on the watched folders
+        as they are then (with its scan first), whether or not the block succeeded. One change at a time.
+        Raises IndexLockedError when another process owns the index, ArchivistError while shutting down."""
+        with self._changing:
+            self._take_writer()
+            self._stop_watcher()
+            try:
+                yield
+            finally:
+                self._start_watcher()
+
     def _take_writer(self) -> None:
         """Hold the writer lock, taking it now if this process has only been reading."""
         if self._closed:
@@ -247,7 +235,7 @@ class ArchivistService:
 
     def _start_watcher(self) -> None:
         """Watch the watched folders that exist (with a scan first); a missing one waits until it is back."""
-        watched = self._watched()
+        watched = self.watched()
         for folder in watched:
             if not folder.is_dir():
                 self.recent_problems.append(f"watched folder missing, not watched until it is back: {folder}")
@@ -259,87 +247,20 @@ class ArchivistService:
         finally:
             self._rewatching.clear()
 
-    def _watched(self) -> list[Path]:
+    def watched(self) -> list[Path]:
         """The saved folders, plus any this service was given that are not saved (tests, older callers)."""
         saved = self.library.folders()
         return saved + [root for root in self.roots if not any(root.is_relative_to(folder) for folder in saved)]
 
-    def folders(self) -> list[WatchedFolder]:
-        """The watched folders, with whether each is there and how many documents it holds."""
-        return [
-            WatchedFolder(folder, folder.is_dir(), len(self.index.catalog.documents(under=str(folder))))
-            for folder in self._watched()
-        ]
-
-    def add_folder(self, folder: Path) -> Path:
-        """Watch `folder` from now on and at every start: it is saved, scanned and watched; returns it absolute.
-        Raises FolderError (not a folder, unreadable, already watched or inside a watched folder) or
-        IndexLockedError (another process owns the index). A folder containing watched ones replaces them."""
-        with self._changing:
-            folder = absolute(folder.expanduser())
-            outer = [other for other in self._watched() if not other.is_relative_to(folder) or other == folder]
-            problem = check_on_disk(folder) or check_folder(folder, outer)
-            if problem:
-                raise FolderError(problem)
-            self._take_writer()
-            self._stop_watcher()
-            try:
-                self.library.add(folder)
-                self.roots = tuple(root for root in self.roots if not root.is_relative_to(folder))
-            finally:
-                self._start_watcher()
-            return folder
-
-    def remove_folder(self, folder: Path) -> list[str]:
-        """Stop watching `folder` and take its documents out of the index; returns their paths. Raises
-        FolderError when it is not watched, IndexLockedError when another process owns the index."""
-        with self._changing:
-            folder = absolute(folder.expanduser())
-            if folder not in self._watched():
-                raise FolderError(f"{folder} is not a watched folder.")
-            self._take_writer()
-            self._stop_watcher()
-            try:
-                if folder in self.library.folders():
-                    self.library.remove(folder)
-                self.roots = tuple(root for root in self.roots if root != folder)
-                return forget_folder(self.index, folder)
-            finally:
-                self._start_watcher()
-
-    # ----- the documents table; checking, repairing and resetting the index -----
-    def documents(self) -> list[DocumentInfo]:
-        """Every document in the index with its status, pages, chunks, failure reason, size and mtime."""
-        return document_table(self.index)
-
-    def check_index(self) -> IndexCheck:
-        """Compare the index with the disk (reads only: works on a read-only page too)."""
-        return check_index(self.index, self._watched(), self.settings.follow_symlinks)
-
-    def repair_index(self, check: IndexCheck | None = None) -> IndexRepair:
-        """Fix what a check found (a fresh check when none is given): re-read stale and unindexed files, retry
-        failed ones, remove missing ones, reconcile the vectors. Runs now, even while indexing is paused; the
-        watcher stops meanwhile and starts again after (with its usual scan)."""
-        with self._changing:
-            self._take_writer()
-            self._stop_watcher()
-            try:
-                check = check or self.check_index()
-                return repair_index(self.index, check, Ingester(self.index, self.settings))
-            finally:
-                self._start_watcher()
-
-    def reset_index(self, keep_embeddings: bool = False) -> None:
-        """Delete everything indexed (and the embedding cache, unless `keep_embeddings`), then index the
-        watched folders afresh in the background. The page asks for confirmation first."""
-        with self._changing:
-            self._take_writer()
-            self._stop_watcher()
-            try:
-                clear_index(self.index, keep_embeddings)
-                self.recent_problems.clear()
-            finally:
-                self._start_watcher()
+    def use_settings(self, settings: Settings) -> None:
+        """Work with `settings` from now on: a new chat model (when this service can build one) and, from the
+        next file on, the watcher's indexing (e.g. new PDF passwords). Call inside `one_change()`."""
+        self.settings = settings
+        if self._make_chat is not None:
+            replaced, self.chat = self.chat, self._make_chat(settings)
+            replaced.close()  # once the answers still streaming from it have ended
+        if self.watcher is not None:
+            self.watcher.ingester.settings = settings
 
     # ----- pausing -----
     @property
@@ -357,31 +278,6 @@ class ArchivistService:
         """What this process's indexing is doing now, or None when it does not index."""
         watcher = self.watcher
         return watcher.ingester.control.progress if watcher is not None else None
-
-    # ----- settings (the Settings page) -----
-    def setting_rows(self) -> list[SettingInfo]:
-        """The savable settings: the value in force, where it comes from, and what it means."""
-        settings, sources = load_settings_with_sources(**self.flags)
-        fields = type(settings).model_fields
-        return [
-            SettingInfo(name, getattr(settings, name), sources[name], fields[name].description or "",
-                        secret=name in ("openai_api_key", "pdf_passwords"))
-            for name in SAVABLE_FIELDS
-        ]
-
-    def save_settings(self, changes: Mapping[str, object]) -> Settings:
-        """Save settings (a None value forgets one) and use them from now on; returns the settings in force.
-        Raises ConfigError naming the field when a value is invalid. Flags and environment still win."""
-        with self._changing:
-            save_settings(self.settings.data_dir, changes)
-            settings, _ = load_settings_with_sources(**self.flags)
-            self.settings = settings
-            if self._make_chat is not None:
-                replaced, self.chat = self.chat, self._make_chat(settings)
-                replaced.close()  # once the answers still streaming from it have ended
-            if self.watcher is not None:
-                self.watcher.ingester.settings = settings  # e.g. new PDF passwords, from the next file on
-            return settings
 
     # ----- what the page asks -----
     def llm_problem(self) -> str | None:
@@ -488,107 +384,3 @@ def take_writer_lock(data_dir: Path) -> tuple[WriterLock | None, str | None]:
         # Another process writes; this page can still search and answer from what is indexed.
         logger.warning("%s", error)
         return None, f"Read-only: {error}"
-
-
-def open_service(data_dir: Path | None, paths: Sequence[Path]) -> ArchivistService:
-    """The real service: settings, the writer lock (when there is something to watch), index, Ollama.
-
-    `paths` (from `archivist ui PATH...`) join the saved watched folders; the service watches all of them."""
-    from rag.factory import make_chat, open_default_index
-
-    flags: dict[str, object] = {"data_dir": data_dir} if data_dir is not None else {}
-    settings, _ = load_settings_with_sources(**flags)
-    library = FolderStore(settings.data_dir)
-    problems = []
-    for path in paths:
-        folder = absolute(path.expanduser())
-        if any(folder.is_relative_to(saved) for saved in library.folders()):
-            continue  # watched already
-        try:
-            library.add(folder, create=True)  # a missing folder is made, as `archivist watch` always has
-        except FolderError as error:
-            problems.append(str(error))
-    saved = library.folders()
-    roots = [folder for folder in saved if folder.is_dir()]
-    lock, note = take_writer_lock(settings.data_dir) if roots else (None, None)
-    if roots and lock is None:
-        note = read_only_note(settings.data_dir)
-    try:
-        index = open_default_index(settings)
-        service = ArchivistService(settings, index, make_chat(settings), roots, lock=lock, note=note,
-                                   flags=flags, make_chat=make_chat)
-    except BaseException:
-        # The page retries on its next run: a lock kept here would make that retry read-only.
-        if lock is not None:
-            lock.release()
-        raise
-    # Streamlit stops its server on SIGTERM and Ctrl-C and then the interpreter exits: release everything.
-    atexit.register(service.close)
-    service.recent_problems.extend(problems)
-    service.recent_problems.extend(
-        f"watched folder missing, not watched until it is back: {folder}" for folder in saved if not folder.is_dir()
-    )
-    return service.start()
-
-
-# ----- the process's one service -----
-# A server process has one service, opened when the server starts (ui/server.py), not when the first browser
-# connects: indexing must not wait for someone to open the page. Every page session gets that same service.
-_process_service: ArchivistService | None = None
-_opening = threading.Lock()  # held while the service is being opened; a page waits on it
-
-
-def process_service(data_dir: Path | None, paths: Sequence[Path]) -> ArchivistService:
-    """The process's one service: the one opened (or still being opened) at server start, else opened now.
-
-    Raises ArchivistError, with a message for a person, when it cannot be opened (a bad setting, an unwritable
-    data folder); the next call tries again, so fixing the cause and reloading the page is enough."""
-    global _process_service
-    with _opening:
-        if _process_service is None:
-            try:
-                _process_service = open_service(data_dir, paths)
-            except ArchivistError:
-                raise
-            except Exception as error:  # shown on the page as a banner, not as a traceback
-                logger.exception("opening the service failed")
-                raise ArchivistError(f"Archivist could not start: {error}") from error
-        return _process_service
-
-
-def close_process_service() -> None:
-    """Stop the process's service (its watcher first, after the file in hand) if one was opened; waits for
-    one still being opened. Safe to call twice."""
-    with _opening:
-        service = _process_service
-    if service is not None:
-        service.close()
-
-
-def open_in_background(data_dir: Path | None, paths: Sequence[Path]) -> threading.Thread:
-    """Open the process's service now, in a thread, so indexing starts with the server; a page opened
-    meanwhile waits for it. A failure is logged here and raised again to the page (see process_service)."""
-
-    def run() -> None:
-        try:
-            process_service(data_dir, paths)
-        except ArchivistError as error:
-            logger.error("%s", error)
-
-    thread = threading.Thread(target=run, name="archivist-open", daemon=True)
-    thread.start()
-    return thread
-
-
-_injected: ArchivistService | None = None
-
-
-def inject(service: ArchivistService | None) -> None:
-    """Make the page use `service` instead of building the real one (tests); None undoes it."""
-    global _injected
-    _injected = service
-
-
-def current_service() -> ArchivistService | None:
-    """The injected service, if a test has set one."""
-    return _injected

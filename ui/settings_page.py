@@ -12,7 +12,8 @@ import streamlit as st
 from rag.errors import ArchivistError
 from rag.settings import SECTIONS, env_name, section_fields, setting_sources
 from ui.safe_markdown import plain, safe
-from ui.service import ArchivistService, SettingInfo
+from ui.service import ArchivistService
+from ui.settings_changes import SettingInfo, save_changes, setting_rows
 from ui.state import page_service
 
 SOURCE_LABELS = {"flag": "command line", "environment": "environment variable", "saved": "saved here",
@@ -23,7 +24,7 @@ EFFORTS = ("low", "medium", "high")
 def render() -> None:
     st.title("Settings", anchor=False)
     service = page_service()
-    rows = {row.name: row for row in service.setting_rows()}
+    rows = {row.name: row for row in setting_rows(service)}
     settings = service.settings
     with st.form("settings"):
         st.subheader("Language model", anchor=False)
@@ -56,7 +57,7 @@ def render() -> None:
         if passwords.strip():
             changes["pdf_passwords"] = [line for line in passwords.splitlines() if line]
         save(service, rows, changes)
-    show_sources({row.name: row for row in service.setting_rows()})  # after a save, the saved values
+    show_sources({row.name: row for row in setting_rows(service)})  # after a save, the saved values
     show_tuning(service)
 
 
@@ -69,7 +70,7 @@ def help_for(rows: dict[str, SettingInfo], name: str) -> str:
 
 def save(service: ArchivistService, rows: dict[str, SettingInfo], changes: dict[str, Any]) -> None:
     try:
-        service.save_settings(changes)
+        save_changes(service, changes)
     except ArchivistError as error:
         st.error(safe(str(error)))
         return

@@ -1,7 +1,7 @@
 """What every page of the app shares: the one background service per server process, and text helpers.
 
 Kept out of ui/app.py, which Streamlit runs as `__main__` on every page load: the service itself lives in
-ui/service.py (`process_service`), opened once per process when the server starts (ui/server.py).
+ui/bootstrap.py (`process_service`), opened once per process when the server starts (ui/server.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import streamlit as st
 
 from rag import offline  # noqa: F401  (before anything heavy)
 from rag.errors import ArchivistError
+from ui.bootstrap import current_service, process_service
 from ui.safe_markdown import plain, safe
-from ui.service import ArchivistService, current_service, process_service
+from ui.service import ArchivistService
 
 __all__ = ["get_service", "page_service", "parse_options", "plain", "safe"]
 

@@ -34,7 +34,9 @@ _KINDS: dict[str, DocumentKind] = {
 SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(_KINDS)
 _MIB = 1024 * 1024
 
-__all__ = ["SUPPORTED_SUFFIXES", "PageTextCache", "kind_for", "parse_bytes", "parse_file", "read_document"]
+__all__ = [
+    "SUPPORTED_SUFFIXES", "PageTextCache", "kind_for", "parse_bytes", "parse_file", "read_document", "supported_kind",
+]
 
 
 def kind_for(path: Path) -> DocumentKind | None:
@@ -42,11 +44,17 @@ def kind_for(path: Path) -> DocumentKind | None:
     return _KINDS.get(path.suffix.lower())
 
 
-def read_document(path: Path, *, max_bytes: int) -> bytes:
-    """Check one file and read it whole; a file over `max_bytes` (or not a regular file) is never read."""
+def supported_kind(path: Path) -> DocumentKind:
+    """The kind of document a file holds; UnsupportedFileType when Archivist does not read its kind."""
     kind = kind_for(path)
     if kind is None:
         raise UnsupportedFileType(f"unsupported file type {path.suffix or '(no extension)'}")
+    return kind
+
+
+def read_document(path: Path, *, max_bytes: int) -> bytes:
+    """Check one file and read it whole; a file over `max_bytes` (or not a regular file) is never read."""
+    supported_kind(path)
     try:
         info = path.stat()
     except OSError as error:
@@ -75,9 +83,8 @@ def parse_file(
     path: Path, *, max_bytes: int, pdf_passwords: Sequence[str] = (), page_cache: PageTextCache | None = None
 ) -> ParsedDocument:
     """Check and read one file, then parse it; a file over `max_bytes` is never read."""
-    kind = kind_for(path)
+    kind = supported_kind(path)
     data = read_document(path, max_bytes=max_bytes)
-    assert kind is not None  # read_document refused unsupported files
     document = parse_bytes(data, kind, pdf_passwords=pdf_passwords, page_cache=page_cache)
     logger.debug("parsed %s: %d blocks, %d pages", path, len(document.blocks), document.page_count)
     return document

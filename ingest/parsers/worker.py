@@ -134,7 +134,7 @@ class ParserProcess:
         page_cache: PageTextCache | None = None,
     ) -> ParsedDocument:
         with self._lock:
-            for attempt in range(2):
+            for _ in range(2):
                 self._ensure_started()
                 try:
                     return self._exchange(data, kind, pdf_passwords, page_cache)
@@ -142,9 +142,7 @@ class ParserProcess:
                     # It left on its idle timer just as this file came (exit status 0, nothing read):
                     # nothing was attempted, so one retry with a fresh child is safe.
                     self._stop()
-                    if attempt:
-                        raise ParserCrashed("could not start the process that reads files") from None
-            raise AssertionError("unreachable")
+            raise ParserCrashed("could not start the process that reads files")
 
     def close(self, *, finish: bool = False) -> None:
         """Stop the child. With `finish`, a file being read is finished first; otherwise the child is
@@ -163,7 +161,8 @@ class ParserProcess:
         self, data: bytes, kind: DocumentKind, pdf_passwords: Sequence[str], page_cache: PageTextCache | None
     ) -> ParsedDocument:
         to_child, from_child = self._to_child, self._from_child
-        assert to_child is not None and from_child is not None
+        if to_child is None or from_child is None:  # not started, or stopped meanwhile
+            raise self._died(answered=False)
         try:
             to_child.send(("parse", kind, tuple(pdf_passwords), page_cache is not None))
             to_child.send_bytes(data)  # unpickled bytes: no second copy of a large file
@@ -191,9 +190,8 @@ class ParserProcess:
             answered = True
             tag = message[0]
             if tag == "get":  # the page-text cache, asked one page digest at a time
-                assert page_cache is not None
                 try:
-                    to_child.send(page_cache.get(message[1]))
+                    to_child.send(page_cache.get(message[1]) if page_cache is not None else None)
                 except OSError:
                     raise self._died(answered=True) from None
             elif tag == "done":
@@ -201,11 +199,13 @@ class ParserProcess:
                 if page_cache is not None:
                     for key, paragraphs in new_pages:
                         page_cache.put(key, paragraphs)
-                assert isinstance(document, ParsedDocument)
+                if not isinstance(document, ParsedDocument):
+                    raise ParserCrashed(f"could not be read: the reading process answered {type(document).__name__}")
                 return document
             elif tag == "failed":
                 problem = message[1]
-                assert isinstance(problem, DocumentError)
+                if not isinstance(problem, DocumentError):
+                    raise ParserCrashed(f"could not be read: the reading process answered {type(problem).__name__}")
                 raise problem
             elif tag == "memory":
                 self._stop()  # a MemoryError can leave a library half-way: the next file gets a fresh child

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from rag.catalog import Catalog
-from rag.factory import CRASH_VARIABLE, open_default_index
+from rag.factory import open_default_index
 from rag.retrieve import RetrievalSettings, search
 from rag.settings import load_settings
 from tests.conftest import subprocess_env
@@ -151,12 +151,16 @@ _slots = threading.Semaphore(PARALLEL_RUNS)
 
 def ingest(docs: Path, data_dir: Path, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
     """`archivist ingest DOCS --json`, killed at `crash_at` if given."""
-    extra = {CRASH_VARIABLE: crash_at} if crash_at else {}
     with _slots:
         return subprocess.run(
-            [sys.executable, "-m", "ui.cli", "ingest", str(docs), "--data-dir", str(data_dir), "--json"],
-            capture_output=True, text=True, timeout=600, env=subprocess_env(**extra),
+            [*archivist(crash_at), "ingest", str(docs), "--data-dir", str(data_dir), "--json"],
+            capture_output=True, text=True, timeout=600, env=subprocess_env(),
         )
+
+
+def archivist(crash_at: str | None = None) -> list[str]:
+    """The command line to run: the product's own, or the same wrapped to be killed at `crash_at`."""
+    return [sys.executable, "-m", "tests.crashing_cli", crash_at] if crash_at else [sys.executable, "-m", "ui.cli"]
 
 
 def catalog_versions(data_dir: Path) -> dict[str, int | str]:
@@ -272,10 +276,9 @@ def test_a_large_file_killed_mid_way_keeps_its_parts_and_the_next_run_finishes_i
     env = {"ARCHIVIST_COMMIT_CHUNKS": "20"}
 
     def run(crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
-        extra = {**env, **({CRASH_VARIABLE: crash_at} if crash_at else {})}
         return subprocess.run(
-            [sys.executable, "-m", "ui.cli", "ingest", str(docs), "--data-dir", str(data_dir), "--json"],
-            capture_output=True, text=True, timeout=600, env=subprocess_env(**extra),
+            [*archivist(crash_at), "ingest", str(docs), "--data-dir", str(data_dir), "--json"],
+            capture_output=True, text=True, timeout=600, env=subprocess_env(**env),
         )
 
     crashed = run("after-part:2")

@@ -18,7 +18,7 @@ from rag.llm import ScriptedChat
 from rag.lock import WriterLock
 from rag.settings import load_settings
 from rag.vectors import InMemoryVectorStore
-from ui import service as service_module
+from ui import bootstrap, library
 from ui.app import link_citations, plain
 from ui.safe_markdown import safe
 from ui.service import ArchivistService, take_writer_lock
@@ -55,11 +55,11 @@ def make_service(tmp_path: Path) -> Iterator[ServiceFactory]:
         service = ArchivistService(settings, index, chat or ScriptedChat(), [folder] if watch else [], lock=lock,
                                    quiet_seconds=0.05)
         made.append(service.start())
-        service_module.inject(service)
+        bootstrap.inject(service)
         return service
 
     yield make
-    service_module.inject(None)
+    bootstrap.inject(None)
     for service in made:
         service.close()
 
@@ -262,7 +262,7 @@ def test_the_library_lists_folders_and_documents_and_checks_the_index(
     assert any("indexed but gone from disk" in expander.label for expander in at.expander)
     next(button for button in at.button if button.label == "Fix all").click().run()
     assert not at.exception, at.exception
-    assert [d.name for d in service.documents()] == ["empty.txt"]
+    assert [d.name for d in library.documents(service)] == ["empty.txt"]
     service.resume_indexing()
 
 

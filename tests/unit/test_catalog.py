@@ -1,13 +1,15 @@
-"""The catalog's schema versions and its PDF page-text cache."""
+"""The catalog's schema versions, its PDF page-text cache, its writes, and that no SQL runs outside it."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from rag.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog
+from rag.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog, ChunkRow, DocumentRow
 from rag.errors import ConfigError
 
 
@@ -55,3 +57,61 @@ def test_title_is_the_words_of_the_file_name() -> None:
 
     assert title_for("/reports/3M_2018_10K.pdf") == "3M 2018 10K"
     assert title_for("/notes/meeting-notes.v2.md") == "meeting notes v2"
+
+
+def _document(path: str) -> DocumentRow:
+    return DocumentRow(id=path, path=path, kind="text", content_hash="h", size=10, mtime_ns=1, status="indexed",
+                       error=None, page_count=1, warnings=(), updated_at=0.0)
+
+
+def test_touching_a_document_changes_only_its_size_and_mtime(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog.sqlite3")
+    try:
+        with catalog.transaction() as db:
+            Catalog.put_document(db, _document("/docs/a.txt"))
+            Catalog.put_document(db, _document("/docs/b.txt"))
+        with catalog.transaction() as db:
+            Catalog.touch_document(db, "/docs/a.txt", 12, 7)
+        a, b = catalog.documents()
+        assert (a.path, a.size, a.mtime_ns, a.content_hash, a.status) == ("/docs/a.txt", 12, 7, "h", "indexed")
+        assert (b.size, b.mtime_ns) == (10, 1)
+    finally:
+        catalog.close()
+
+
+@pytest.mark.parametrize("keep_caches", [True, False])
+def test_clearing_the_catalog_drops_every_document_and_chunk_and_the_caches_unless_kept(
+    tmp_path: Path, keep_caches: bool
+) -> None:
+    catalog = Catalog(tmp_path / "catalog.sqlite3")
+    try:
+        chunk = ChunkRow(id="c1", document_id="/docs/a.txt", ordinal=0, page_start=1, page_end=1, headings=(),
+                         text="Apples keep well.", text_hash="t1")
+        with catalog.transaction() as db:
+            Catalog.put_document(db, _document("/docs/a.txt"))
+            Catalog.replace_chunks(db, "/docs/a.txt", [chunk])
+        catalog.cache_vectors("model", {"t0": np.ones(4, dtype=np.float32)})
+        catalog.put("page-key", ["A paragraph."])
+
+        catalog.clear(keep_caches=keep_caches)
+
+        assert catalog.documents() == [] and catalog.chunk_count() == 0
+        assert catalog.lexical_search(["apples"], 5) == []
+        assert bool(catalog.cached_vectors("model", ["t0"])) is keep_caches
+        assert (catalog.get("page-key") is not None) is keep_caches
+    finally:
+        catalog.close()
+
+
+def test_no_sql_is_run_outside_the_catalog() -> None:
+    """The catalog is the one module that knows the schema: everything else goes through its methods."""
+    root = Path(__file__).resolve().parents[2]
+    outside = [
+        f"{path.relative_to(root)}:{number}"
+        for package in ("rag", "ingest", "ui", "evaluation")
+        for path in sorted((root / package).rglob("*.py"))
+        if path != root / "rag" / "catalog.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"\.execute(many|script)?\(", line)
+    ]
+    assert outside == []

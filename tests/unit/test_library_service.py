@@ -21,8 +21,10 @@ from rag.lock import WriterLock
 from rag.retrieve import search
 from rag.settings import Settings, load_settings
 from rag.vectors import InMemoryVectorStore
-from ui import service as service_module
-from ui.service import ArchivistService, open_service
+from ui import bootstrap, library
+from ui.bootstrap import open_service
+from ui.service import ArchivistService
+from ui.settings_changes import save_changes, setting_rows
 
 Maker = Callable[..., ArchivistService]
 
@@ -75,7 +77,7 @@ def test_adding_a_folder_saves_scans_and_watches_it(make_service: Maker, tmp_pat
     assert service.watcher is None and service.lock is None
     docs = folder_with(tmp_path, "docs", {"quince.md": "Quinces ripen in October.\n"})
 
-    assert service.add_folder(docs) == docs
+    assert library.add_folder(service, docs) == docs
 
     assert service.lock is not None and service.roots == (docs,)
     assert FolderStore(service.settings.data_dir).folders() == [docs]
@@ -83,15 +85,15 @@ def test_adding_a_folder_saves_scans_and_watches_it(make_service: Maker, tmp_pat
     assert paths(service) == [str(docs / "quince.md")]
     (docs / "medlar.md").write_text("Medlars need frost.\n")  # watched from now on
     eventually(lambda: str(docs / "medlar.md") in paths(service))
-    assert [folder.documents for folder in service.folders()] == [2]
+    assert [folder.documents for folder in library.folders(service)] == [2]
 
 
 def test_adding_a_second_folder_keeps_the_first_and_refusals_say_why(make_service: Maker, tmp_path: Path) -> None:
     first = folder_with(tmp_path, "first", {"a.md": "Alpha.\n"})
     service = make_service()
-    service.add_folder(first)
+    library.add_folder(service, first)
     second = folder_with(tmp_path, "second", {"b.md": "Beta.\n"})
-    service.add_folder(second)
+    library.add_folder(service, second)
     assert service.wait_until_ready(30)
     assert service.roots == (first, second)
     assert paths(service) == [str(first / "a.md"), str(second / "b.md")]
@@ -100,7 +102,7 @@ def test_adding_a_second_folder_keeps_the_first_and_refusals_say_why(make_servic
     for folder, reason in [(first, "already watched"), (first / "inner", "is inside"),
                            (first / "a.md", "not a folder"), (tmp_path / "nowhere", "does not exist")]:
         with pytest.raises(FolderError, match=reason):
-            service.add_folder(folder)
+            library.add_folder(service, folder)
     assert service.roots == (first, second)
 
 
@@ -108,11 +110,11 @@ def test_removing_a_folder_unwatches_it_and_forgets_its_documents(make_service: 
     keep = folder_with(tmp_path, "keep", {"k.md": "Kumquats stay.\n"})
     drop = folder_with(tmp_path, "drop", {"d.md": "Durians go.\n", "e.md": "Elderberries go.\n"})
     service = make_service()
-    service.add_folder(keep)
-    service.add_folder(drop)
+    library.add_folder(service, keep)
+    library.add_folder(service, drop)
     assert service.wait_until_ready(30) and len(paths(service)) == 3
 
-    removed = service.remove_folder(drop)
+    removed = library.remove_folder(service, drop)
 
     assert sorted(removed) == [str(drop / "d.md"), str(drop / "e.md")]
     assert paths(service) == [str(keep / "k.md")]
@@ -121,7 +123,7 @@ def test_removing_a_folder_unwatches_it_and_forgets_its_documents(make_service: 
     assert service.roots == (keep,) and service.watcher is not None and service.watcher.roots == [keep]
     assert FolderStore(service.settings.data_dir).folders() == [keep]
     with pytest.raises(FolderError, match="is not a watched folder"):
-        service.remove_folder(drop)
+        library.remove_folder(service, drop)
     (keep / "l.md").write_text("Limes arrive.\n")  # the remaining folder is still watched
     eventually(lambda: str(keep / "l.md") in paths(service))
 
@@ -130,7 +132,7 @@ def test_a_folder_given_at_start_can_be_removed(make_service: Maker, tmp_path: P
     docs = folder_with(tmp_path, "docs", {"a.md": "Alpha.\n"})
     service = make_service(roots=(docs,))
     assert paths(service) == [str(docs / "a.md")]
-    service.remove_folder(docs)
+    library.remove_folder(service, docs)
     assert paths(service) == [] and service.watcher is None and service.roots == ()
 
 
@@ -138,9 +140,9 @@ def test_changes_need_the_writer_lock(make_service: Maker, tmp_path: Path) -> No
     service = make_service(lock=False)
     with WriterLock(service.settings.data_dir):
         with pytest.raises(IndexLockedError, match=r"^Another Archivist process \(pid"):
-            service.add_folder(folder_with(tmp_path, "docs", {}))
+            library.add_folder(service, folder_with(tmp_path, "docs", {}))
         with pytest.raises(IndexLockedError):
-            service.reset_index()
+            library.reset_index(service)
     assert FolderStore(service.settings.data_dir).folders() == []
 
 
@@ -165,7 +167,7 @@ def test_check_finds_real_problems_and_repair_fixes_them(make_service: Maker, tm
         "twin-b.md": "Same words.\n", "fine.md": "Untouched.\n",
     })
     service = make_service(roots=(docs,))
-    assert service.check_index().failed == (FailedFile(str(docs / "empty.txt"), "empty file (0 bytes)"),)
+    assert library.check_index(service).failed == (FailedFile(str(docs / "empty.txt"), "empty file (0 bytes)"),)
     service.pause_indexing()  # the watcher would otherwise fix everything below by itself
     (docs / "edited.md").write_text("A longer second version of the edited file.\n")
     (docs / "gone.md").unlink()
@@ -177,7 +179,7 @@ def test_check_finds_real_problems_and_repair_fixes_them(make_service: Maker, tm
     vectors.delete([service.index.catalog.chunks_of(fine.id)[0].id])  # a catalogued chunk without its vector
     vectors.upsert(["orphan"], HashingEmbedder().embed(["orphan"]), [{"document_id": "none"}])
 
-    check = service.check_index()
+    check = library.check_index(service)
 
     assert check.stale == (str(docs / "edited.md"),)
     assert check.missing == (str(docs / "gone.md"),)
@@ -186,13 +188,13 @@ def test_check_finds_real_problems_and_repair_fixes_them(make_service: Maker, tm
     assert check.duplicates == ((str(docs / "twin-a.md"), str(docs / "twin-b.md")),)
     assert (check.orphan_vectors, check.missing_vectors, check.problems) == (1, 1, 6)
 
-    repair = service.repair_index(check)  # runs although indexing is paused
+    repair = library.repair_index(service, check)  # runs although indexing is paused
 
     outcomes = {Path(result.path).name: result.outcome for result in repair.report.results}
     assert outcomes == {"edited.md": Outcome.INDEXED, "new.md": Outcome.INDEXED, "empty.txt": Outcome.FAILED}
     assert repair.removed == [str(docs / "gone.md")]
     assert (repair.orphan_vectors_removed, repair.missing_vectors_restored) == (1, 1)
-    after = service.check_index()
+    after = library.check_index(service)
     assert (after.problems, after.failed) == (1, check.failed)  # an empty file stays empty
     assert "longer second version" in search(service.index, "longer second version", 1)[0].text
     assert service.watcher is not None and service.watcher.roots == [docs]  # watching again
@@ -204,10 +206,10 @@ def test_check_sees_missing_files_outside_the_watched_folders(make_service: Make
     from ingest.pipeline import Ingester
 
     Ingester(service.index, service.settings).ingest_paths([loose / "a.md"])
-    assert service.check_index().ok
+    assert library.check_index(service).ok
     (loose / "a.md").unlink()
-    assert service.check_index().missing == (str(loose / "a.md"),)
-    service.repair_index()
+    assert library.check_index(service).missing == (str(loose / "a.md"),)
+    library.repair_index(service)
     assert paths(service) == []
 
 
@@ -218,7 +220,7 @@ def test_reset_empties_the_index_then_rescans(make_service: Maker, tmp_path: Pat
     assert isinstance(embedder, HashingEmbedder) and len(paths(service)) == 2
     service.pause_indexing()  # lets the test see the empty index before the rescan fills it again
 
-    service.reset_index()
+    library.reset_index(service)
 
     assert paths(service) == [] and service.index.vectors.count() == 0 and service.index.catalog.chunk_count() == 0
     assert search(service.index, "apricots", 5, mode="lexical") == []
@@ -233,7 +235,7 @@ def test_reset_empties_the_index_then_rescans(make_service: Maker, tmp_path: Pat
 def test_documents_table_through_the_service(make_service: Maker, tmp_path: Path) -> None:
     docs = folder_with(tmp_path, "docs", {"a.md": "Alpha.\n", "photo.bmp": "BM"})
     service = make_service(roots=(docs,))
-    table = {row.name: (row.status, row.chunks, row.reason) for row in service.documents()}
+    table = {row.name: (row.status, row.chunks, row.reason) for row in library.documents(service)}
     assert table == {"a.md": ("indexed", 1, None), "photo.bmp": ("skipped", 0, "unsupported file type .bmp")}
 
 
@@ -247,21 +249,21 @@ def test_saved_settings_through_the_service(make_service: Maker, monkeypatch: py
     monkeypatch.setenv("ARCHIVIST_MODEL", "from-env")
     service = make_service(make_chat=make_chat)
 
-    settings = service.save_settings({"effort": "high", "model": "saved-model", "pdf_passwords": ["pw"]})
+    settings = save_changes(service, {"effort": "high", "model": "saved-model", "pdf_passwords": ["pw"]})
 
     assert settings.effort == "high" and service.settings.effort == "high"
     assert settings.model == "from-env"  # the environment still wins
     assert built == [settings]
-    rows = {row.name: row for row in service.setting_rows()}
+    rows = {row.name: row for row in setting_rows(service)}
     assert (rows["effort"].value, rows["effort"].source) == ("high", "saved")
     assert (rows["model"].value, rows["model"].source) == ("from-env", "environment")
     assert (rows["num_ctx"].value, rows["num_ctx"].source) == (16384, "default")
     assert rows["pdf_passwords"].secret and rows["pdf_passwords"].value == ["pw"]
-    assert [row.name for row in service.setting_rows()] == [
+    assert [row.name for row in setting_rows(service)] == [
         "llm", "ollama_host", "openai_base_url", "openai_api_key", "model", "num_ctx", "effort", "pdf_passwords"
     ]
     with pytest.raises(ConfigError, match="num_ctx"):
-        service.save_settings({"num_ctx": 1})
+        save_changes(service, {"num_ctx": 1})
     assert service.settings.num_ctx == 16384
 
 
@@ -271,7 +273,7 @@ def test_ui_paths_join_the_saved_folders(tmp_path: Path, monkeypatch: pytest.Mon
     FolderStore(data_dir).add(saved)
     monkeypatch.setattr(factory, "open_default_index", lambda settings: new_index(settings.data_dir))
     monkeypatch.setattr(factory, "make_chat", lambda settings: ScriptedChat())
-    monkeypatch.setattr(service_module.atexit, "register", lambda function: function)
+    monkeypatch.setattr(bootstrap.atexit, "register", lambda function: function)
     given = tmp_path / "given"  # missing: made, as `archivist ui PATH` always has
 
     service = open_service(data_dir, [given, saved / "inner"])
@@ -287,3 +289,18 @@ def test_ui_paths_join_the_saved_folders(tmp_path: Path, monkeypatch: pytest.Mon
         assert again.roots == (saved, given) and again.lock is not None
     finally:
         again.close()
+
+
+def test_a_change_that_fails_still_leaves_the_folders_watched(make_service: Maker, tmp_path: Path) -> None:
+    docs = folder_with(tmp_path, "docs", {"a.md": "Apples.\n"})
+    service = make_service((docs,))
+    before = service.watcher
+
+    with pytest.raises(RuntimeError, match="the change failed"), service.rewatching():
+        assert service.watcher is None and service.indexing  # stopped while the change runs
+        raise RuntimeError("the change failed")
+
+    assert service.watcher is not None and service.watcher is not before  # a new watcher, on the same folders
+    assert service.wait_until_ready(30) and service.roots == (docs,)
+    (docs / "b.md").write_text("Bananas.\n")
+    eventually(lambda: str(docs / "b.md") in paths(service))

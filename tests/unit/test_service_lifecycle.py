@@ -28,9 +28,10 @@ from rag.settings import Settings, load_settings
 from rag.vectors import InMemoryVectorStore
 from tests.conftest import subprocess_env
 from tests.unit.test_watch_lifecycle import BlockedIngester
-from ui import service as service_module
+from ui import bootstrap
 from ui.safe_markdown import safe
-from ui.service import ArchivistService, read_only_note
+from ui.service import ArchivistService, read_only_note, take_writer_lock
+from ui.settings_changes import save_changes
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "ui" / "app.py")
@@ -123,11 +124,11 @@ def test_a_read_only_page_takes_over_indexing_when_the_other_process_stops(
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        lock, _ = service_module.take_writer_lock(settings.data_dir)
+        lock, _ = take_writer_lock(settings.data_dir)
         assert lock is None
         service = ArchivistService(settings, fake_index(settings), ScriptedChat(), [docs], lock=None,
                                    note=read_only_note(settings.data_dir), quiet_seconds=0.05)
-        service_module.inject(service.start())
+        bootstrap.inject(service.start())
         try:
             status = service.status()
             assert status.note is not None and f"will take over indexing when pid {holder.pid} stops" in status.note
@@ -147,7 +148,7 @@ def test_a_read_only_page_takes_over_indexing_when_the_other_process_stops(
             with pytest.raises(ArchivistError):
                 WriterLock(settings.data_dir).acquire()
         finally:
-            service_module.inject(None)
+            bootstrap.inject(None)
             service.close()
     finally:
         if holder.poll() is None:
@@ -166,12 +167,12 @@ def test_a_page_with_nothing_to_watch_does_not_try_for_the_lock(settings: Settin
 # ----- one service per process, opened at server start; a failure is a banner -----
 @pytest.fixture
 def fresh_process_service() -> Iterator[None]:
-    saved = service_module._process_service
-    service_module._process_service = None
+    saved = bootstrap._process_service
+    bootstrap._process_service = None
     yield
-    if service_module._process_service is not None:
-        service_module._process_service.close()
-    service_module._process_service = saved
+    if bootstrap._process_service is not None:
+        bootstrap._process_service.close()
+    bootstrap._process_service = saved
 
 
 def test_the_process_service_is_opened_once_and_shared(
@@ -184,10 +185,10 @@ def test_the_process_service_is_opened_once_and_shared(
         opened.append(ArchivistService(settings, fake_index(settings), ScriptedChat()))
         return opened[-1]
 
-    monkeypatch.setattr(service_module, "open_service", fake_open)
-    service_module.open_in_background(tmp_path / "data", []).join(30)
+    monkeypatch.setattr(bootstrap, "open_service", fake_open)
+    bootstrap.open_in_background(tmp_path / "data", []).join(30)
     assert len(opened) == 1
-    assert service_module.process_service(tmp_path / "data", []) is opened[0]
+    assert bootstrap.process_service(tmp_path / "data", []) is opened[0]
     assert len(opened) == 1
 
 
@@ -197,7 +198,7 @@ def test_a_service_that_cannot_open_is_a_banner_on_the_page(
     def broken_open(data_dir: Path | None, paths: object) -> ArchivistService:
         raise ValueError("chunk_size must be positive")  # what a bad setting may raise deep inside
 
-    monkeypatch.setattr(service_module, "open_service", broken_open)
+    monkeypatch.setattr(bootstrap, "open_service", broken_open)
     monkeypatch.setattr(sys, "argv", ["app.py", "--data-dir", str(tmp_path / "data")])
     page = AppTest.from_file(APP, default_timeout=60)
     page.run()
@@ -238,7 +239,7 @@ def test_a_replaced_chat_client_and_the_services_own_are_closed(settings: Settin
 
     first = ClosingChat()
     service = ArchivistService(settings, fake_index(settings), first, make_chat=make_chat)
-    service.save_settings({"effort": "low"})
+    save_changes(service, {"effort": "low"})
     assert first.closed and service.chat is made[0] and not made[0].closed
     service.close()
     assert made[0].closed

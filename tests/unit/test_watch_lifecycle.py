@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import Ingester, IngestReport, ProgressCallback
-from ingest.watch import RETRY_MAX_SECONDS, Watcher, WatcherStillRunning, retry_delay
+from ingest.watch import RETRY_MAX_SECONDS, Watcher, retry_delay
 from rag.catalog import Catalog
 from rag.embedder import HashingEmbedder
+from rag.errors import WatcherStillRunning
 from rag.index import Index
 from rag.settings import Settings
 from rag.vectors import InMemoryVectorStore
