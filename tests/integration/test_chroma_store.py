@@ -9,18 +9,27 @@ import numpy as np
 from rag.vectors import ChromaVectorStore
 
 
+def unit(*values: float) -> np.ndarray:
+    vector = np.asarray(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
 def test_upsert_query_filter_delete(tmp_path: Path) -> None:
     store = ChromaVectorStore(tmp_path / "chroma", "test-model")
     try:
-        vectors = np.eye(4, dtype=np.float32)
+        # Around the query q = (1, 0, 0): c is nearest, then d, then a; b is orthogonal.
+        q = unit(1, 0, 0)
+        vectors = np.stack([unit(1, 1, 0), unit(0, 0, 1), unit(1, 0.1, 0), unit(1, 0.5, 0)])
         store.upsert(["a", "b", "c", "d"], vectors,
                      [{"document_id": document} for document in ("d1", "d1", "d2", "d3")])
         assert store.count() == 4 and store.ids() == {"a", "b", "c", "d"}
+        assert [chunk for chunk, _ in store.query(q, 4)] == ["c", "d", "a", "b"]
         nearest = store.query(vectors[2], 2)
         assert nearest[0][0] == "c" and abs(nearest[0][1] - 1.0) < 1e-5
-        # Within documents: the nearest chunk of d1 even though c is nearer overall.
-        assert next(chunk for chunk, _ in store.query(vectors[2], 1, document_ids=["d1", "d3"])) in {"a", "b", "d"}
-        assert {chunk for chunk, _ in store.query(vectors[2], 4, document_ids=["d1"])} == {"a", "b"}
+        # Within documents: the nearest chunk of d1 and d3 (d), though c is nearer overall; within d1 alone,
+        # a before b, however far both are from the top overall.
+        assert [chunk for chunk, _ in store.query(q, 1, document_ids=["d1", "d3"])] == ["d"]
+        assert [chunk for chunk, _ in store.query(q, 4, document_ids=["d1"])] == ["a", "b"]
         store.delete(["a", "c"])
         assert store.ids() == {"b", "d"}
     finally:
