@@ -38,7 +38,7 @@ def test_upsert_query_filter_delete(tmp_path: Path) -> None:
 
 def test_stored_vectors_read_back_by_id(tmp_path: Path) -> None:
     """`vectors(ids)`: the catalog keeps no copy of a stored vector, so both stores must give them back."""
-    from rag.vectors import InMemoryVectorStore
+    from tests.fakes import InMemoryVectorStore
 
     chroma = ChromaVectorStore(tmp_path / "chroma", "test-model")
     try:

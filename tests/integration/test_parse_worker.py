@@ -19,12 +19,11 @@ from ingest.parsers import worker
 from ingest.parsers.worker import Limits, ParserProcess, parse_isolated
 from ingest.pipeline import Ingester, Outcome
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.errors import ParseOutOfMemory, ParserCrashed, ParseTimeout, TooComplex
 from rag.index import Index
 from rag.settings import Settings
-from rag.vectors import InMemoryVectorStore
 from tests import bombs
+from tests.fakes import HashingEmbedder, InMemoryVectorStore
 from tests.pdf_factory import text_pdf
 
 # About 900,000 tags: under the HTML parser's cap, yet it takes BeautifulSoup about a minute and close

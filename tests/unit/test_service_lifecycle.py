@@ -18,15 +18,13 @@ from ingest.control import IndexingControl, Progress, indexing_notice
 from ingest.watch import Watcher
 from rag.answer import Answer, Finished
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.errors import ArchivistError
 from rag.index import Index
-from rag.llm import ScriptedChat
 from rag.lock import WriterLock
 from rag.prompt import NOT_IN_DOCUMENTS
 from rag.settings import Settings, load_settings
-from rag.vectors import InMemoryVectorStore
 from tests.conftest import subprocess_env
+from tests.fakes import HashingEmbedder, InMemoryVectorStore, ScriptedChat
 from tests.unit.test_watch_lifecycle import BlockedIngester
 from ui import service as service_module
 from ui.safe_markdown import safe

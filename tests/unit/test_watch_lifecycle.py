@@ -11,10 +11,9 @@ import pytest
 from ingest.pipeline import Ingester, IngestReport, ProgressCallback
 from ingest.watch import RETRY_MAX_SECONDS, Watcher, WatcherStillRunning, retry_delay
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.index import Index
 from rag.settings import Settings
-from rag.vectors import InMemoryVectorStore
+from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 
 def make_index(data_dir: Path) -> Index:
