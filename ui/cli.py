@@ -286,8 +286,12 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from rag.factory import make_chat, open_default_index
 
     chat = make_chat(settings)
-    chat.check()  # fail in a moment, not after loading the embedding model
-    index = open_default_index(settings)
+    try:
+        chat.check()  # fail in a moment, not after loading the embedding model
+        index = open_default_index(settings)
+    except BaseException:
+        chat.close()
+        raise
     try:
         answer = None
         thinking_shown = False
@@ -303,6 +307,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
                 answer = event.answer
     finally:
         index.close()
+        chat.close()
     assert answer is not None
     # Another process (the page, `archivist watch`) may still be indexing: the answer may then change.
     notice = indexing_notice(read_progress(settings.data_dir))

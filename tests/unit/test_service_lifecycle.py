@@ -151,6 +151,8 @@ def test_a_read_only_page_takes_over_indexing_when_the_other_process_stops(
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
 
 
 def test_a_page_with_nothing_to_watch_does_not_try_for_the_lock(settings: Settings) -> None:
