@@ -235,7 +235,19 @@ class ChromaServerVectorStore(ChromaVectorStore):
             ) from None
 
     def close(self) -> None:
-        pass  # the HTTP client holds no files, and the server's data outlives us
+        """Release this store's connections to the server (the server's data outlives us)."""
+        with self._gate.alone():
+            # The HTTP components of chromadb's client and of the admin client it makes for itself.
+            clients = (self._client, getattr(self._client, "_admin_client", None))
+            servers = [getattr(client, "_server", None) for client in clients]
+            self._client.close()
+            # chromadb shares its client systems within a process and stops one when its last client closes,
+            # but leaves the system's HTTP session, with its pooled sockets, to the garbage collector: close
+            # the sessions of the systems that stopped.
+            for server in servers:
+                session = getattr(server, "_session", None)
+                if session is not None and not getattr(server, "_running", True):
+                    session.close()
 
     def reopen(self) -> None:
         """Nothing to do: the server answers every query from its current state, whoever wrote it."""

@@ -10,6 +10,7 @@ are from the top overall); `upsert` of a stored id replaces its vector and metad
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -190,3 +191,20 @@ def test_what_was_written_survives_reopen_and_a_restart(open_store: Callable[[],
     store.close()
     again = open_store()
     assert again.ids() == set(VECTORS) and ids_of(again.query(Q, 1)) == ["c"]
+
+
+def test_close_lets_go_of_files_and_connections(
+    open_store: Callable[[], VectorStore], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    import psutil
+
+    store = open_store()
+    fill(store)
+    assert ids_of(store.query(Q, 1)) == ["c"]
+    store.close()
+    gc.collect()
+    me = psutil.Process()
+    assert [file.path for file in me.open_files() if file.path.startswith(str(tmp_path))] == []
+    if request.node.callspec.params["open_store"] == "server":
+        port = int(request.getfixturevalue("chroma_url").rsplit(":", 1)[1])
+        assert [c for c in me.net_connections("tcp") if c.raddr and c.raddr.port == port] == []

@@ -243,6 +243,8 @@ def test_the_reader_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
         assert not Path(f"/proc/{child}").exists() or "Z" in _state(child)
     finally:
         parent.kill()
+        parent.wait()
+        parent.stdout.close()
 
 
 def _state(pid: int) -> str:
