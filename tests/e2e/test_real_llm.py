@@ -142,7 +142,7 @@ def test_grounded_chat_streams_the_fact_from_the_right_source(llama_server: Llam
     assert sum(isinstance(e, Usage) for e in events) == 1
     assert usage.prompt_tokens is not None and usage.prompt_tokens > 50
     assert usage.completion_tokens is not None and usage.completion_tokens > 0
-    assert usage.done_reason in ("stop", "length")
+    assert usage.done_reason == "stop"  # the whole reply: a short fact, well within num_predict
     # reported, never asserted (speed is the benchmarks' business)
     print(f"\nSmolLM2 via llama-server: {usage.completion_tokens} tokens in {elapsed:.2f} s; answer: {answer!r}")
 
