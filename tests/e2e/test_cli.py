@@ -237,7 +237,7 @@ def watched(tmp_path: Path) -> Iterator[tuple[Path, Path, subprocess.Popen[str]]
     yield docs, data_dir, process
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+    process.communicate()  # and closes its pipes
 
 
 def wait_for_status(data_dir: Path, predicate, timeout: float = 120.0) -> dict[str, object]:  # type: ignore[no-untyped-def]

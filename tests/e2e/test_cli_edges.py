@@ -74,12 +74,12 @@ def test_an_unreadable_folder_is_reported_and_what_it_held_stays_indexed(tmp_pat
 
 def test_status_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "ui.cli", "status", "--data-dir", str(tmp_path / "data")]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
-                               cwd=REPO)
-    assert process.stdout is not None and process.stderr is not None
-    process.stdout.close()  # `| head` that has read enough: the first write meets a closed pipe
-    stderr = process.stderr.read().decode()
-    process.wait(timeout=60)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
+                          cwd=REPO) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()  # `| head` that has read enough: the first write meets a closed pipe
+        stderr = process.stderr.read().decode()
+        process.wait(timeout=60)
     assert "BrokenPipeError" not in stderr and "Traceback" not in stderr, stderr
 
 

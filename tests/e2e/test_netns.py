@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import subprocess_env
+from tests.conftest import NEEDS_ROOT, subprocess_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -22,7 +22,7 @@ FACT = "The Zorblax reactor runs at 42 kelvin."
 
 def namespace_tools_missing() -> str | None:
     if os.geteuid() != 0:
-        return "a network namespace needs root here (unshare --net)"
+        return f"{NEEDS_ROOT}: a network namespace (unshare --net) needs root here"
     missing = [tool for tool in ("unshare", "ip") if shutil.which(tool) is None]
     if missing:
         return f"{' and '.join(missing)} not installed (util-linux, iproute2; `make dev` installs them)"

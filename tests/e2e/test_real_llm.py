@@ -8,6 +8,7 @@ greedy (temperature 0, a fixed seed) so the reply is the same on every run.
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,8 +24,11 @@ from rag.embedder import SentenceTransformerEmbedder
 from rag.index import Index, open_index
 from rag.llm import Delta, Usage
 from rag.openai_chat import OpenAIChat
+from rag.prompt import GROUNDING_RULES, estimate_tokens
 from rag.settings import Settings
+from rag.support import SUPPORT_THRESHOLD
 from tests.ollama_standin import free_port
+from tests.unit.test_prompt import ESTIMATE_SAMPLES
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +142,7 @@ def test_grounded_chat_streams_the_fact_from_the_right_source(llama_server: Llam
     assert sum(isinstance(e, Usage) for e in events) == 1
     assert usage.prompt_tokens is not None and usage.prompt_tokens > 50
     assert usage.completion_tokens is not None and usage.completion_tokens > 0
-    assert usage.done_reason in ("stop", "length")
+    assert usage.done_reason == "stop"  # the whole reply: a short fact, well within num_predict
     # reported, never asserted (speed is the benchmarks' business)
     print(f"\nSmolLM2 via llama-server: {usage.completion_tokens} tokens in {elapsed:.2f} s; answer: {answer!r}")
 
@@ -176,20 +180,46 @@ def test_the_answer_path_over_a_real_index(llama_server: LlamaServer, handbook_i
 
 
 def check_sentences(answer: Answer) -> None:
-    """Every sentence either cites sources that exist, or is marked uncited with a located supporting quote."""
+    """Every sentence either cites sources that exist, or is marked uncited with a located supporting quote;
+    a cited sentence is `supported` exactly when its best quote from the cited sources scores at least the
+    threshold; and the sentence stating the fact quotes the fact's own source."""
     sentences = answer.sentences
     assert sentences, answer.answer
     count = len(answer.passages)
     for sentence in sentences:
-        assert sentence.status in ("supported", "unsupported", "uncited"), sentence
-        if sentence.status == "uncited":
-            assert sentence.cited == [], sentence
-            assert sentence.support is not None, f"no suggested source for the uncited {sentence.text!r}"
-        else:
-            assert sentence.cited and all(1 <= n <= count for n in sentence.cited), sentence
         support = sentence.support
+        if sentence.cited:
+            assert all(1 <= n <= count for n in sentence.cited), sentence
+            assert support is None or support.n in sentence.cited, sentence
+            supported = support is not None and support.score >= SUPPORT_THRESHOLD
+            assert sentence.status == ("supported" if supported else "unsupported"), sentence
+        else:
+            assert sentence.status == "uncited", sentence
+            assert support is not None, f"no suggested source for the uncited {sentence.text!r}"
         if support is not None:
             assert 1 <= support.n <= count, sentence
             passage = answer.passages[support.n - 1]
             assert support.chunk_id == passage.chunk_id, sentence
             assert support.quote and passage.text[support.quote_start : support.quote_end] == support.quote, sentence
+    stating = [sentence for sentence in sentences if "42" in sentence.text]
+    assert stating, answer.answer
+    for sentence in stating:
+        assert sentence.support is not None and sentence.support.quote == FACT, sentence
+        assert sentence.status != "unsupported", sentence
+
+
+# SmolLM2's BPE has 49k entries, so for English it needs more tokens than gpt-oss's 200k for the same text,
+# and a count that covers it covers gpt-oss's. Not for numbers (SmolLM2 reads one digit per token, gpt-oss
+# three) nor for other languages (SmolLM2 is English-only): those samples are not compared.
+ENGLISH_SAMPLES = [text for text in ESTIMATE_SAMPLES if text.isascii() and not re.search(r"\d\d", text)]
+
+
+@pytest.mark.parametrize("text", [*ENGLISH_SAMPLES, GROUNDING_RULES])
+def test_the_prompt_estimate_errs_high_against_a_real_tokenizer(llama_server: LlamaServer, text: str) -> None:
+    """The packing estimate against SmolLM2's own count of the same English text (the server's /tokenize)."""
+    root = llama_server.url.removesuffix("/v1")
+    response = httpx.post(f"{root}/tokenize", json={"content": text, "add_special": False}, timeout=30)
+    response.raise_for_status()
+    counted = len(response.json()["tokens"])
+    assert counted > 0
+    assert estimate_tokens(text) >= counted, (estimate_tokens(text), counted)

@@ -11,12 +11,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rag import offline  # noqa: F401  (must precede chromadb)
+from rag.embedder import model_name_for
 from rag.errors import ConfigError, VectorServerUnavailable
 from rag.settings import parse_chroma_url
 from rag.vectors import ChromaServerVectorStore
@@ -73,16 +75,16 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 process.wait(timeout=30)
 
 
-def server_collection(url: str) -> Any:
-    """The index's collection on the server, read directly with Chroma's own HTTP client."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    host, port, ssl = parse_chroma_url(url)
-    client = chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=ChromaSettings(anonymized_telemetry=False))
-    [collection] = [found for found in client.list_collections() if found.name.startswith("chunks-all")]
-    assert collection.configuration["hnsw"]["space"] == "cosine"
-    return collection
+@contextmanager
+def server_collection(url: str) -> Iterator[Any]:
+    """The index's collection on the server, read directly through Chroma's own client (closed afterwards)."""
+    store = ChromaServerVectorStore(url, model_name_for(None))
+    try:
+        [collection] = [found for found in store._client.list_collections() if found.name.startswith("chunks-all")]
+        assert collection.configuration["hnsw"]["space"] == "cosine"
+        yield collection
+    finally:
+        store.close()
 
 
 def test_ingest_search_and_reconcile_on_the_server(chroma_url: str, tmp_path: Path) -> None:
@@ -100,36 +102,36 @@ def test_ingest_search_and_reconcile_on_the_server(chroma_url: str, tmp_path: Pa
     result = archivist("ingest", str(docs), "--json", data_dir=data_dir, env=env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["indexed"] == 4
-    collection = server_collection(chroma_url)
-    total = collection.count()
-    assert total >= 4
+    with server_collection(chroma_url) as collection:
+        total = collection.count()
+        assert total >= 4
 
-    result = archivist("search", "How much revenue in 2022?", "--k", "1", "--json", data_dir=data_dir, env=env)
-    assert result.returncode == 0, result.stderr
-    [best] = json.loads(result.stdout)
-    assert Path(best["path"]).name == "report.pdf" and best["page_start"] <= 2 <= best["page_end"]
-    assert "7 million" in best["text"]
+        result = archivist("search", "How much revenue in 2022?", "--k", "1", "--json", data_dir=data_dir, env=env)
+        assert result.returncode == 0, result.stderr
+        [best] = json.loads(result.stdout)
+        assert Path(best["path"]).name == "report.pdf" and best["page_start"] <= 2 <= best["page_end"]
+        assert "7 million" in best["text"]
 
-    result = archivist("search", "quinces", "--k", "1", "--json", data_dir=data_dir, env=env)
-    [quince] = json.loads(result.stdout)
-    assert Path(quince["path"]).name == "fruit.txt"
-    fruit_ids = collection.get(ids=[quince["chunk_id"]], include=["metadatas"])
-    assert fruit_ids["ids"] == [quince["chunk_id"]]
-    fruit_document = fruit_ids["metadatas"][0]["document_id"]
-    fruit_chunks = collection.get(where={"document_id": fruit_document}, include=[])["ids"]
+        result = archivist("search", "quinces", "--k", "1", "--json", data_dir=data_dir, env=env)
+        [quince] = json.loads(result.stdout)
+        assert Path(quince["path"]).name == "fruit.txt"
+        fruit_ids = collection.get(ids=[quince["chunk_id"]], include=["metadatas"])
+        assert fruit_ids["ids"] == [quince["chunk_id"]]
+        fruit_document = fruit_ids["metadatas"][0]["document_id"]
+        fruit_chunks = collection.get(where={"document_id": fruit_document}, include=[])["ids"]
 
-    (docs / "fruit.txt").unlink()
-    result = archivist("ingest", str(docs), "--json", data_dir=data_dir, env=env)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["removed"] == 1
-    assert collection.get(where={"document_id": fruit_document}, include=[])["ids"] == []
-    assert collection.count() == total - len(fruit_chunks)
+        (docs / "fruit.txt").unlink()
+        result = archivist("ingest", str(docs), "--json", data_dir=data_dir, env=env)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["removed"] == 1
+        assert collection.get(where={"document_id": fruit_document}, include=[])["ids"] == []
+        assert collection.count() == total - len(fruit_chunks)
 
-    result = archivist("search", "quinces", "--k", "3", "--json", data_dir=data_dir, env=env)
-    assert all(Path(hit["path"]).name != "fruit.txt" for hit in json.loads(result.stdout))
-    # The vectors live on the server: the data folder holds the catalog and no Chroma folder.
-    assert (data_dir / "catalog.sqlite3").exists()
-    assert not (data_dir / "chroma").exists()
+        result = archivist("search", "quinces", "--k", "3", "--json", data_dir=data_dir, env=env)
+        assert all(Path(hit["path"]).name != "fruit.txt" for hit in json.loads(result.stdout))
+        # The vectors live on the server: the data folder holds the catalog and no Chroma folder.
+        assert (data_dir / "catalog.sqlite3").exists()
+        assert not (data_dir / "chroma").exists()
 
 
 def test_a_server_that_does_not_answer_is_named_with_the_way_out(tmp_path: Path) -> None:
@@ -165,9 +167,13 @@ def test_a_reader_sees_another_writers_vectors_without_reopening(chroma_url: str
 
     writer = ChromaServerVectorStore(chroma_url, "reader-test")
     reader = ChromaServerVectorStore(chroma_url, "reader-test")
-    assert reader.count() == 0
-    writer.upsert(["a", "b"], np.eye(2, 4, dtype=np.float32), [{"document_id": "d1"}, {"document_id": "d2"}])
-    assert reader.count() == 2
-    assert reader.query(np.eye(4, dtype=np.float32)[1], 1, ["d2"])[0][0] == "b"
-    writer.delete(["a"])
-    assert reader.ids() == {"b"}
+    try:
+        assert reader.count() == 0
+        writer.upsert(["a", "b"], np.eye(2, 4, dtype=np.float32), [{"document_id": "d1"}, {"document_id": "d2"}])
+        assert reader.count() == 2
+        assert reader.query(np.eye(4, dtype=np.float32)[1], 1, ["d2"])[0][0] == "b"
+        writer.delete(["a"])
+        assert reader.ids() == {"b"}
+    finally:
+        writer.close()
+        reader.close()

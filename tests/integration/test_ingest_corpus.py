@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import Ingester, Outcome
-from rag.embedder import HashingEmbedder
 from rag.index import open_index
 from rag.settings import Settings
+from tests.fakes import HashingEmbedder
 
 pytestmark = [pytest.mark.slow, pytest.mark.corpus]
 

@@ -14,12 +14,13 @@ import pytest
 from ingest.document import ParsedDocument
 from ingest.parsers import parse_file
 from rag.errors import DocumentError, EmptyFile, EncryptedFile, NoTextLayer
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, SHARED_DATA_ABSENT
 
 pytestmark = pytest.mark.corpus
 
 PDFS = SHARED_DATA / "pdfs"
-ABSENT = f"corpus not found at {PDFS} (the shared data folder is not checked out next to the project)"
+# Only a missing shared folder is a documented reason to skip; a shared folder without its PDFs fails.
+ABSENT = f"{SHARED_DATA_ABSENT} ({SHARED_DATA}): the PDF corpus is not checked out next to the project"
 MAX_BYTES = 200 * 1024 * 1024
 
 # name pattern (relative to PDFS) -> the outcome PROVENANCE.md implies without any password
@@ -55,13 +56,13 @@ PASSWORDS = [
 
 
 def corpus_files() -> list[object]:
-    if not PDFS.is_dir():
+    if not SHARED_DATA.is_dir():
         return [pytest.param(None, id="corpus-absent", marks=pytest.mark.skip(reason=ABSENT))]
     return [pytest.param(path, id=str(path.relative_to(PDFS))) for path in sorted(PDFS.rglob("*.pdf"))]
 
 
 def one_file(pattern: str) -> Path:
-    if not PDFS.is_dir():
+    if not SHARED_DATA.is_dir():
         pytest.skip(ABSENT)
     matches = sorted(PDFS.glob(pattern))
     assert len(matches) == 1, f"{pattern!r} should name exactly one file in {PDFS}, found {matches}"

@@ -19,12 +19,11 @@ from ingest.parsers import worker
 from ingest.parsers.worker import Limits, ParserProcess, parse_isolated
 from ingest.pipeline import Ingester, Outcome
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.errors import ParseOutOfMemory, ParserCrashed, ParseTimeout, TooComplex
 from rag.index import Index
 from rag.settings import Settings
-from rag.vectors import InMemoryVectorStore
 from tests import bombs
+from tests.fakes import HashingEmbedder, InMemoryVectorStore
 from tests.pdf_factory import text_pdf
 
 # About 900,000 tags: under the HTML parser's cap, yet it takes BeautifulSoup about a minute and close
@@ -244,6 +243,8 @@ def test_the_reader_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
         assert not Path(f"/proc/{child}").exists() or "Z" in _state(child)
     finally:
         parent.kill()
+        parent.wait()
+        parent.stdout.close()
 
 
 def _state(pid: int) -> str:

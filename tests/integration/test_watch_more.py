@@ -17,9 +17,10 @@ import pytest
 
 from ingest.pipeline import FileResult, Ingester, Outcome
 from ingest.watch import Watcher
-from rag.embedder import HashingEmbedder, Vectors
+from rag.embedder import Vectors
 from rag.index import Index, open_index
 from rag.settings import Settings
+from tests.fakes import HashingEmbedder
 
 pytestmark = [
     pytest.mark.slow,

@@ -8,12 +8,11 @@ import pytest
 
 from rag.answer import Answer, AnswerEvent, Finished, PassagesFound, Searching, ask
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.index import FileFacts, Index, NewChunk
-from rag.llm import INCOMPLETE, ScriptedChat
+from rag.llm import INCOMPLETE
 from rag.prompt import NOT_IN_DOCUMENTS, Exchange
 from rag.settings import Settings, load_settings
-from rag.vectors import InMemoryVectorStore
+from tests.fakes import HashingEmbedder, InMemoryVectorStore, ScriptedChat
 
 DOCUMENTS = {
     "/lib/garden.md": ["Quinces ripen in October in the north garden. Medlars need a hard frost before eating."],

@@ -11,13 +11,11 @@ from streamlit.testing.v1 import AppTest
 
 from ingest.pipeline import Ingester
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.errors import LLMResponseError, LLMUnavailable
 from rag.index import Index
-from rag.llm import ScriptedChat
 from rag.lock import WriterLock
 from rag.settings import load_settings
-from rag.vectors import InMemoryVectorStore
+from tests.fakes import HashingEmbedder, InMemoryVectorStore, ScriptedChat
 from ui import bootstrap, library
 from ui.app import link_citations, plain
 from ui.safe_markdown import safe

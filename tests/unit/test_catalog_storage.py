@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 
 from rag.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog, _statements
-from rag.embedder import HashingEmbedder
 from rag.index import FileFacts, Index, NewChunk
 from rag.retrieve import search
-from rag.vectors import InMemoryVectorStore
 from tests.conftest import subprocess_env
+from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 
 def facts(path: str, content: str = "x") -> FileFacts:

@@ -9,10 +9,9 @@ from pathlib import Path
 from ingest.control import IndexingControl, read_progress
 from ingest.pipeline import Ingester, IngestReport, Outcome
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.index import Index
 from rag.settings import Settings
-from rag.vectors import InMemoryVectorStore
+from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 
 def make_ingester(tmp_path: Path) -> Ingester:

@@ -14,7 +14,6 @@ from rag.embedder import (
     DEFAULT_BACKEND,
     INT8_RECIPE,
     Embedder,
-    HashingEmbedder,
     Vectors,
     _check_mean_pooled,
     _fingerprint,
@@ -22,6 +21,7 @@ from rag.embedder import (
     model_name_for,
 )
 from rag.errors import ConfigError
+from tests.fakes import HashingEmbedder
 
 
 class RecordingEmbedder(Embedder):

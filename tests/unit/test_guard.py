@@ -65,7 +65,9 @@ def test_a_specific_bind_address_is_allowed_but_a_wildcard_is_not() -> None:
     assert "[fe80::1]:8501" in allowed_hosts("fe80::1", 8501)
     wildcard = allowed_hosts("0.0.0.0", 8501)
     assert wildcard == LOOPBACK
-    assert check_request("0.0.0.0:8501", None, wildcard) is not None
+    assert check_request("0.0.0.0:8501", None, wildcard) == (
+        "Refused: this page does not answer to the name '0.0.0.0:8501'. "
+        "Open it as http://127.0.0.1 or add the name to ARCHIVIST_ALLOWED_HOSTS.")
     assert allowed_hosts("::", 8501) == LOOPBACK
 
 
@@ -80,7 +82,8 @@ def test_extra_names_with_and_without_ports() -> None:
     assert host_allowed("[fe80::2]", allowed, default_port="80")
     # an Origin without a port means the scheme's default port
     assert check_request("box.local:9000", "http://archivist.lan", allowed) is None
-    assert check_request("box.local:9000", "http://box.local", allowed) is not None
+    assert check_request("box.local:9000", "http://box.local", allowed) == (
+        "Refused: requests from 'http://box.local' are not allowed.")  # port 80, not 9000
 
 
 def test_the_token_is_required_when_set() -> None:

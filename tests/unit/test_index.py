@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.index import DocumentWrite, FileFacts, Index, NewChunk
 from rag.retrieve import search
-from rag.vectors import InMemoryVectorStore
+from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 
 @pytest.fixture

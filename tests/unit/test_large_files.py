@@ -11,11 +11,10 @@ import pytest
 from ingest.control import read_progress
 from ingest.pipeline import Ingester, Outcome
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.index import DocumentWrite, FileFacts, Index, NewChunk
 from rag.retrieve import search
 from rag.settings import load_settings
-from rag.vectors import InMemoryVectorStore
+from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 
 class Interrupted(Exception):

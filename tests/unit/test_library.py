@@ -22,12 +22,11 @@ from ingest.library import (
 )
 from ingest.pipeline import Ingester
 from rag.catalog import Catalog, DocumentRow
-from rag.embedder import HashingEmbedder
 from rag.errors import FolderError
 from rag.index import Index
 from rag.retrieve import search
 from rag.settings import load_settings
-from rag.vectors import InMemoryVectorStore
+from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 
 # ----- watched folders -----

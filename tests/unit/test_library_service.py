@@ -13,14 +13,13 @@ from ingest.library import FailedFile, FolderStore
 from ingest.pipeline import Outcome
 from rag import factory
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.errors import ConfigError, FolderError, IndexLockedError
 from rag.index import Index
-from rag.llm import ChatModel, ScriptedChat
+from rag.llm import ChatModel
 from rag.lock import WriterLock
 from rag.retrieve import search
 from rag.settings import Settings, load_settings
-from rag.vectors import InMemoryVectorStore
+from tests.fakes import HashingEmbedder, InMemoryVectorStore, ScriptedChat
 from ui import bootstrap, library
 from ui.bootstrap import open_service
 from ui.service import ArchivistService

@@ -11,13 +11,12 @@ import pytest
 
 from ingest.pipeline import Ingester, Outcome
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.errors import IngestAborted
 from rag.index import Index
 from rag.paths import display_path, load_path, store_path
 from rag.retrieve import search
 from rag.settings import load_settings
-from rag.vectors import InMemoryVectorStore
+from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 
 @pytest.mark.parametrize("path", [

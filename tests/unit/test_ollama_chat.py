@@ -4,15 +4,32 @@ every failure turned into one actionable message."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 
 from rag.errors import LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
-from rag.llm import INCOMPLETE, Delta, OllamaChat, Usage
+from rag.llm import INCOMPLETE, ChatModel, Delta, OllamaChat, Usage
 from rag.settings import load_settings
 from tests.ollama_standin import OllamaStandIn, ScriptedReply, free_port
 
 MESSAGES = [{"role": "system", "content": "Rules."}, {"role": "user", "content": "Which port?"}]
+ChatT = TypeVar("ChatT", bound=ChatModel)
+
+_opened: list[ChatModel] = []
+
+
+def closed_after_the_test(chat: ChatT) -> ChatT:
+    """Every client a test makes is closed after it: its pooled connections would otherwise be left open."""
+    _opened.append(chat)
+    return chat
+
+
+@pytest.fixture(autouse=True)
+def close_the_clients() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
 
 
 @pytest.fixture
@@ -22,7 +39,7 @@ def server() -> Iterator[OllamaStandIn]:
 
 
 def chat_for(url: str, **overrides: object) -> OllamaChat:
-    return OllamaChat(load_settings(ollama_host=url, **overrides))
+    return closed_after_the_test(OllamaChat(load_settings(ollama_host=url, **overrides)))
 
 
 def test_reasoning_and_answer_stream_apart_and_usage_comes_last(server: OllamaStandIn) -> None:
@@ -112,7 +129,7 @@ def test_close_waits_for_the_reply_still_streaming(server: OllamaStandIn) -> Non
 @pytest.mark.parametrize(("model", "size"), [("gpt-oss:20b", "about 14 GB"), ("gpt-oss:120b", "about 65 GB")])
 def test_the_missing_models_message_gives_its_own_download_size(model: str, size: str, server: OllamaStandIn) -> None:
     server.models.clear()
-    chat = OllamaChat(load_settings(ollama_host=server.url, model=model))
+    chat = chat_for(server.url, model=model)
     with pytest.raises(ModelMissing, match=f"ollama pull {model}`") as raised:
         chat.check()
     assert size in str(raised.value) and str(raised.value).count("GB") == 1

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import TypeVar
 
 import httpx
 import pytest
 
 from rag.errors import LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
 from rag.factory import make_chat
-from rag.llm import INCOMPLETE, Delta, OllamaChat, StreamEvent, Usage
+from rag.llm import INCOMPLETE, ChatModel, Delta, OllamaChat, StreamEvent, Usage
 from rag.openai_chat import OpenAIChat
 from rag.settings import Settings, load_settings
 from tests.ollama_standin import free_port
@@ -20,6 +21,23 @@ MESSAGES = [
     {"role": "system", "content": "Answer only from the sources."},
     {"role": "user", "content": "[1] Ollama listens on port 11434.\n\nQuestion: Which port does Ollama use?"},
 ]
+
+ChatT = TypeVar("ChatT", bound=ChatModel)
+
+_opened: list[ChatModel] = []
+
+
+def closed_after_the_test(chat: ChatT) -> ChatT:
+    """Every client a test makes is closed after it: its pooled connections would otherwise be left open."""
+    _opened.append(chat)
+    return chat
+
+
+@pytest.fixture(autouse=True)
+def close_the_clients() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
 
 
 @pytest.fixture
@@ -36,7 +54,7 @@ def settings_for(url: str, **overrides: object) -> Settings:
 
 
 def chat_for(server: OpenAIStandIn, **overrides: object) -> OpenAIChat:
-    return OpenAIChat(settings_for(server.url, **overrides))
+    return closed_after_the_test(OpenAIChat(settings_for(server.url, **overrides)))
 
 
 def collect(chat: OpenAIChat, effort: str = "low") -> tuple[str, str, list[StreamEvent]]:
@@ -159,7 +177,7 @@ def test_a_base_url_without_v1_says_so(server: OpenAIStandIn) -> None:
 
 def test_server_down_names_the_url_and_the_setting() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
-    chat = OpenAIChat(settings_for(url))
+    chat = closed_after_the_test(OpenAIChat(settings_for(url)))
 
     for attempt in (chat.check, lambda: collect(chat)):
         with pytest.raises(LLMUnavailable) as caught:
@@ -170,7 +188,7 @@ def test_server_down_names_the_url_and_the_setting() -> None:
 
 def test_server_stopping_mid_reply_is_a_response_error() -> None:
     with OpenAIStandIn(chunk_delay_s=0.05) as server:
-        events = OpenAIChat(settings_for(server.url)).stream(MESSAGES, "low")
+        events = closed_after_the_test(OpenAIChat(settings_for(server.url))).stream(MESSAGES, "low")
         next(events)
         server.stop()
         with pytest.raises(LLMResponseError, match=r"connection to the server at .* failed"):
@@ -222,7 +240,7 @@ def chunk(delta: dict[str, object] | None = None, finish: str | None = None, **e
 
 
 def mock_chat(transport: httpx.MockTransport) -> OpenAIChat:
-    return OpenAIChat(settings_for("http://llm.invalid/v1"), transport=transport)
+    return closed_after_the_test(OpenAIChat(settings_for("http://llm.invalid/v1"), transport=transport))
 
 
 def test_llama_cpp_style_usage_with_the_finish_chunk_and_comment_lines() -> None:
@@ -266,9 +284,9 @@ def test_a_line_that_is_not_json_is_an_error() -> None:
 
 
 def test_make_chat_picks_the_backend_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert isinstance(make_chat(Settings()), OllamaChat)
+    assert isinstance(closed_after_the_test(make_chat(Settings())), OllamaChat)
     monkeypatch.setenv("ARCHIVIST_LLM", "openai")
     monkeypatch.setenv("ARCHIVIST_OPENAI_BASE_URL", "http://127.0.0.1:8080/v1/")
-    chat = make_chat(load_settings())
+    chat = closed_after_the_test(make_chat(load_settings()))
     assert isinstance(chat, OpenAIChat)
     assert chat.where == "http://127.0.0.1:8080/v1"

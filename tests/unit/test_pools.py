@@ -10,9 +10,8 @@ import pytest
 
 from rag import retrieve
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.index import Index
-from rag.vectors import InMemoryVectorStore
+from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 
 def threads_named(prefix: str) -> list[threading.Thread]:

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.fusion import cap_per_group, convex_combination, reciprocal_rank_fusion
 from rag.index import FileFacts, Index, NewChunk
 from rag.retrieve import Filters, RetrievalSettings, query_terms, search
-from rag.vectors import InMemoryVectorStore
+from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 
 def test_rrf_rewards_agreement_between_rankings() -> None:

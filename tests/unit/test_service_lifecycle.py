@@ -18,15 +18,13 @@ from ingest.control import IndexingControl, Progress, indexing_notice
 from ingest.watch import Watcher
 from rag.answer import Answer, Finished
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.errors import ArchivistError
 from rag.index import Index
-from rag.llm import ScriptedChat
 from rag.lock import WriterLock
 from rag.prompt import NOT_IN_DOCUMENTS
 from rag.settings import Settings, load_settings
-from rag.vectors import InMemoryVectorStore
 from tests.conftest import subprocess_env
+from tests.fakes import HashingEmbedder, InMemoryVectorStore, ScriptedChat
 from tests.unit.test_watch_lifecycle import BlockedIngester
 from ui import bootstrap
 from ui.safe_markdown import safe
@@ -154,6 +152,8 @@ def test_a_read_only_page_takes_over_indexing_when_the_other_process_stops(
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
 
 
 def test_a_page_with_nothing_to_watch_does_not_try_for_the_lock(settings: Settings) -> None:

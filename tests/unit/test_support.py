@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rag.embedder import HashingEmbedder
 from rag.settings import SupportSettings
 from rag.support import SupportMatch, SupportScorer, candidates, is_framing
+from tests.fakes import HashingEmbedder
 
 REPORT = (
     "The company opened an office in Lisbon. Revenue grew to 7 million euros in 2022. "

@@ -11,11 +11,10 @@ import pytest
 from ingest.pipeline import Ingester, IngestReport, ProgressCallback
 from ingest.watch import RETRY_MAX_SECONDS, Watcher, retry_delay
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.errors import WatcherStillRunning
 from rag.index import Index
 from rag.settings import Settings
-from rag.vectors import InMemoryVectorStore
+from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 
 def make_index(data_dir: Path) -> Index:

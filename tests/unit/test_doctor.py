@@ -1,0 +1,16 @@
+"""`archivist doctor`'s checks, in process: what they find, and that they leave nothing open behind them."""
+
+from __future__ import annotations
+
+import gc
+
+from rag.settings import load_settings
+from tests.ollama_standin import OllamaStandIn
+from ui.doctor import check_llm
+
+
+def test_the_language_model_check_finds_the_model_and_closes_its_connections(ollama: OllamaStandIn) -> None:
+    finding = check_llm(load_settings(ollama_host=ollama.url))
+    gc.collect()  # an unclosed client's socket would be reported now, and fail the test (filterwarnings: error)
+    assert finding.level == "ok", finding
+    assert ollama.url in finding.detail
