@@ -25,8 +25,7 @@ from rag.index import Index, open_index
 from rag.llm import Delta, Usage
 from rag.openai_chat import OpenAIChat
 from rag.prompt import GROUNDING_RULES, estimate_tokens
-from rag.settings import Settings
-from rag.support import SUPPORT_THRESHOLD
+from rag.settings import Settings, SupportSettings
 from tests.ollama_standin import free_port
 from tests.unit.test_prompt import ESTIMATE_SAMPLES
 
@@ -191,7 +190,7 @@ def check_sentences(answer: Answer) -> None:
         if sentence.cited:
             assert all(1 <= n <= count for n in sentence.cited), sentence
             assert support is None or support.n in sentence.cited, sentence
-            supported = support is not None and support.score >= SUPPORT_THRESHOLD
+            supported = support is not None and support.score >= SupportSettings().threshold
             assert sentence.status == ("supported" if supported else "unsupported"), sentence
         else:
             assert sentence.status == "uncited", sentence

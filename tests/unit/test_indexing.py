@@ -11,12 +11,11 @@ import pytest
 from ingest.indexing import ingest_and_reconcile, writable_index
 from ingest.pipeline import Ingester
 from rag.catalog import Catalog
-from rag.embedder import HashingEmbedder
 from rag.errors import IndexLockedError
 from rag.index import Index
 from rag.lock import WriterLock
 from rag.settings import Settings, load_settings
-from rag.vectors import InMemoryVectorStore
+from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 
 @pytest.fixture
