@@ -1,4 +1,4 @@
-"""Retrieval settings compared on SciFact through the product's own eval path (`ingest.evaluate`).
+"""Retrieval settings compared on SciFact through the product's own eval path (`evaluation.beir`).
 
 Every configuration is scored on the train split AND the test split, and the best one is chosen by its
 train score alone: test numbers are reported, never used to choose. Chunking settings need their own
@@ -25,7 +25,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a plain script
 
-from ingest.evaluate import BeirEvaluation, FinanceBenchEvaluation  # noqa: E402
+from evaluation.beir import BeirEvaluation  # noqa: E402
+from evaluation.financebench import FinanceBenchEvaluation  # noqa: E402
 from rag.retrieve import Mode, RetrievalSettings  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
