@@ -31,7 +31,7 @@ from rag.citations import strip_citations
 from rag.embedder import Embedder, Vectors
 from rag.sentences import Sentence, split_sentences
 
-# Tuned on SciFact train only (`python -m ingest.grounding_eval tune`): for each of the 370 (claim, SUPPORT
+# Tuned on SciFact train only (`python bench/grounding_tune.py`): for each of the 370 (claim, SUPPORT
 # evidence abstract) pairs, the best sentence's score (what a caller compares), against the claim's best score in
 # the corpus abstract closest to it by TF-IDF that it neither cites nor has evidence in: an on-topic passage
 # that does not support it, the hard case. 0.32 maximises kept-minus-passed (Youden's J): it keeps 75% of the
