@@ -7,7 +7,8 @@ own path for a `.txt` file: parsed (the title line becomes the heading, outside 
 chunks of at most `chunk_tokens` tokens (`ingest.parsers`, `ingest.chunk`). Each chunk holding a gold rationale
 sentence is one passage a person could see cited: `quote_accuracy@k` counts those (pair, chunk) passages.
 `*_whole_abstract` keeps the earlier count, one passage per pair holding the title and the whole abstract, which
-the product never shows.
+the product never shows. A chunk has fewer sentences than an abstract, so picking the right one is easier:
+`chance@1` (a sentence picked at random) says how much easier.
 
 The gold sentences are the union of the claim's SUPPORT rationale sentences in that document. A chosen sentence
 counts as gold when at least half of its characters lie inside gold rationale sentences (located by character
@@ -222,6 +223,7 @@ class _Counts:
         self.set_at3: list[float] = []
         self.best_possible = 0
         self.top_scores: list[float] = []
+        self.chance: list[float] = []  # a sentence picked at random: the share of a passage's sentences that are gold
 
     def add(self, pair: Pair, shown: Shown, scorer: SupportScorer) -> None:
         matches = scorer.rank(pair.claim, [shown.text], top=3)
@@ -232,6 +234,7 @@ class _Counts:
         self.top_scores.append(matches[0].score if matches else 0.0)
         sets = [spans for spans in pair.evidence_sets if any(holds(shown, s) for s in spans)]
         sentences = [shown.span(c.sentence.start, c.sentence.end) for c in candidates([shown.text])]
+        self.chance.append(mean([float(is_gold(s, pair.gold)) for s in sentences]))
         self.best_possible += max((sum(is_gold(s, spans) for spans in sets) for s in sentences), default=0)
         for spans in sets:
             set_hits = [is_gold(quote, spans) for quote in quotes]
@@ -240,7 +243,8 @@ class _Counts:
 
     def accuracy(self, suffix: str = "") -> dict[str, float]:
         return {f"quote_accuracy@1{suffix}": round(mean(self.at1), 4),
-                f"quote_accuracy@3{suffix}": round(mean(self.at3), 4)}
+                f"quote_accuracy@3{suffix}": round(mean(self.at3), 4),
+                f"chance@1{suffix}": round(mean(self.chance), 4)}
 
     def evidence_sets(self) -> dict[str, object]:
         return {"count": len(self.set_at1), "quote_accuracy@1": round(mean(self.set_at1), 4),

@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     beir.add_argument("--limit", type=_positive, metavar="N", help="only the first N queries (a quick look)")
     financebench = benchmarks.add_parser(
         "financebench", help="FinanceBench: 10-K PDFs (DIR/pdfs) and questions with evidence pages.",
-        description="Index all PDFs as one library, then count questions whose evidence page is retrieved.",
+        description="Index all PDFs as one library, then ask every question: page_hit@k is the share of questions "
+        "with an evidence page among the top k passages' pages, page_recall@k the share of evidence pages found.",
     )
     financebench.add_argument("folder", type=Path, metavar="DIR")
     financebench.add_argument(
