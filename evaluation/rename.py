@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 from rag.errors import ConfigError
 
-# Raised when the renamed library would lose a filing; bump RENAME_VERSION when the conventions change (it keys
-# the renamed library's cached index).
+# Part of the renamed library's cache key: bump when the conventions change.
 RENAME_VERSION = 1
 
 
