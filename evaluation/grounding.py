@@ -265,12 +265,15 @@ def evaluate_grounding(
     spread = 0  # pairs whose gold sentences lie in more than one chunk
     try:
         for pair in pairs:
+            # The whole abstract first: the scorer then embeds its sentences in the batches it did before the
+            # product's passages were scored too (int8 vectors shift slightly with what shares their batch), so
+            # the `_whole_abstract` figures are the earlier ones exactly; the passages reuse those vectors.
+            whole.add(pair, Shown.whole(pair.passage), scorer)
             chunks, with_gold = product_passages(pair, chunker)
             chunk_counts.append(len(chunks))
             spread += len(with_gold) > 1
             for shown in with_gold:
                 product.add(pair, shown, scorer)
-            whole.add(pair, Shown.whole(pair.passage), scorer)
             if sink:
                 sink.advance()
     finally:
