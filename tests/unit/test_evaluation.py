@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from evaluation.beir import file_name, file_names, write_corpus
-from evaluation.grounding import Pair, Shown, align, holds, is_gold, product_chunker, product_passages
+from evaluation.grounding import (
+    Pair,
+    Shown,
+    align,
+    evaluate_grounding,
+    holds,
+    is_gold,
+    product_chunker,
+    product_passages,
+)
 from evaluation.machine import cpu_flags, machine_facts
 from evaluation.record import REDACTED, run_record
 from evaluation.rename import CONVENTIONS, parse_name, rename_library, renamed
@@ -19,6 +28,7 @@ from rag.embedder import HashingEmbedder
 from rag.errors import ConfigError
 from rag.index import Index
 from rag.settings import Settings
+from rag.support import SupportScorer
 from rag.vectors import InMemoryVectorStore
 
 # ----- corpus documents as files -----
@@ -163,3 +173,34 @@ def test_cpu_flags_come_from_the_flags_line() -> None:
     assert cpu_flags(cpuinfo) == ["avx2", "avx512_vnni", "avx512f", "fpu", "sse2"]
     assert cpu_flags("") == []
     assert isinstance(machine_facts()["cpu_flags"], list)
+
+
+def write_scifact(folder: Path, sentences: list[str], gold: list[int]) -> None:
+    """A one-document SciFact folder: the document, its sentences, and one train claim citing `gold`."""
+    (folder / "train").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        json.dumps({"_id": "1", "title": "A study of widgets", "text": " ".join(sentences)}) + "\n")
+    (folder / "corpus_sentences.jsonl").write_text(
+        json.dumps({"doc_id": "1", "title": "A study of widgets", "sentences": sentences}) + "\n")
+    claim = {"id": 7, "claim": sentences[gold[0]], "cited_doc_ids": [1],
+             "evidence": [{"doc_id": "1", "label": "SUPPORT", "sentences": gold}]}
+    (folder / "train" / "claims.jsonl").write_text(json.dumps(claim) + "\n")
+
+
+def test_grounding_is_scored_on_the_passages_holding_gold_and_on_the_whole_abstract(tmp_path: Path) -> None:
+    sentences = [sentence_text(n) for n in range(12)]
+    write_scifact(tmp_path, sentences, [7])
+    embedder = HashingEmbedder(max_tokens=64)
+    settings = Settings(data_dir=tmp_path / "data", chunk_tokens=40, chunk_overlap_tokens=8)
+    chunker = product_chunker(settings, embedder)
+    result = evaluate_grounding(tmp_path, "train", SupportScorer(None), chunker, settings)
+    chunks = chunker(f"A study of widgets\n\n{' '.join(sentences)}\n")
+    holding = [chunk for chunk in chunks if sentences[7] in chunk]
+    assert result["claims"] == 1 and result["passages"] == len(holding) < len(chunks)
+    # The claim is the gold sentence itself: found at the top whether the passage is a chunk or the abstract.
+    assert result["quote_accuracy@1"] == 1.0 and result["quote_accuracy@1_whole_abstract"] == 1.0
+    # One gold sentence among each passage's sentences: a random pick's chance is 1 in that many.
+    per_chunk = [1 / len([s for s in sentences if s in chunk]) for chunk in holding]
+    assert result["chance@1"] == pytest.approx(sum(per_chunk) / len(per_chunk), abs=1e-4)
+    assert result["chance@1_whole_abstract"] == pytest.approx(1 / 13, abs=1e-4)  # the title is a sentence too
+    assert result["settings"]["chunk_tokens"] == 40 and "machine" in result
