@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "eval", help="Measure retrieval or answer checking on a public benchmark (BEIR, FinanceBench, SciFact).",
-        description="Measure retrieval quality through the normal ingest and search paths.",
+        description="Measure retrieval quality, or how well answers' quotes are chosen, through the normal ingest, "
+        "search and answer-checking paths. Each result records the settings, the model and the machine.",
     )
     benchmarks = evaluate.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     beir = benchmarks.add_parser(
@@ -466,7 +467,7 @@ def cmd_eval_grounding(args: argparse.Namespace, settings: Settings) -> int:
     sets: Any = result["evidence_sets"]
     print(f"SciFact {result['split']}: {result['claims']} claim-evidence pairs ({result['distinct_claims']} claims)")
     print(f"  passages as the product shows them (chunks holding gold): {result['passages']}")
-    print(f"  quote accuracy@1: {result['quote_accuracy@1']:.3f}")
+    print(f"  quote accuracy@1: {result['quote_accuracy@1']:.3f} (a sentence at random: {result['chance@1']:.3f})")
     print(f"  quote accuracy@3: {result['quote_accuracy@3']:.3f}")
     print(f"  per evidence set ({sets['count']}): @1 {sets['quote_accuracy@1']:.3f} (best possible "
           f"{sets['best_possible@1']:.3f}), @3 {sets['quote_accuracy@3']:.3f}")
