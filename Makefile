@@ -76,7 +76,7 @@ test: dev lint  ## ruff, mypy --strict, then the whole test suite (no undocument
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: dev  ## ruff and mypy
-	$(BIN)/ruff check rag ingest ui tests bench
+	$(BIN)/ruff check rag ingest ui evaluation tests bench
 	$(BIN)/mypy
 
 bench-ingest: install  ## ingest throughput and incremental-update timings (prints JSON)

@@ -24,11 +24,11 @@ sys.path.insert(0, str(REPO))  # run as a plain script; bench/ingest.py would sh
 
 import numpy as np  # noqa: E402
 
+from evaluation.metrics import percentile  # noqa: E402
 from rag import offline  # noqa: E402, F401  (before anything heavy)
 from rag.embedder import Embedder  # noqa: E402
 from rag.factory import make_embedder  # noqa: E402
 from rag.grounding import citations_for, ground_sentences  # noqa: E402
-from rag.metrics import percentile  # noqa: E402
 from rag.retrieve import Hit  # noqa: E402
 from rag.sentences import split_sentences  # noqa: E402
 from rag.settings import load_settings  # noqa: E402

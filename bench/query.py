@@ -1,7 +1,7 @@
 """Query benchmark: retrieval latency over an index of 100,000 chunks, hybrid and each arm alone.
 
 The index is made from real text: the chunks of the SciFact and FinanceBench evaluation indexes (built
-through the normal ingest path by `ingest.evaluate`, cached, so a second run starts at once), repeated as
+through the normal ingest path by `evaluation.beir`, cached, so a second run starts at once), repeated as
 variants (sentences rotated, a variant tag added) until there are 100,000 chunks. A variant's vector is its
 original's with a little noise, renormalised: embedding 100,000 texts would take this machine most of an
 hour, and the nearest-neighbour search does not care where the vectors came from. The variants are written
@@ -34,10 +34,12 @@ sys.path.insert(0, str(REPO))  # run as a plain script
 import numpy as np  # noqa: E402
 import platformdirs  # noqa: E402
 
-from ingest.evaluate import PARSE_VERSION, BeirEvaluation, FinanceBenchEvaluation, load_beir_split  # noqa: E402
+from evaluation.beir import BeirEvaluation, load_beir_split  # noqa: E402
+from evaluation.cache import PARSE_VERSION  # noqa: E402
+from evaluation.financebench import FinanceBenchEvaluation  # noqa: E402
+from evaluation.metrics import percentile  # noqa: E402
 from rag.factory import open_default_index  # noqa: E402
 from rag.index import DocumentWrite, FileFacts, Index, NewChunk, text_hash  # noqa: E402
-from rag.metrics import percentile  # noqa: E402
 from rag.retrieve import MODES, search  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 

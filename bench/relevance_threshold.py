@@ -23,9 +23,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a plain script; bench/ingest.py would shadow the ingest package
 
-from ingest.evaluate import BeirEvaluation, FinanceBenchEvaluation, load_beir_split  # noqa: E402
+from evaluation.beir import BeirEvaluation, load_beir_split  # noqa: E402
+from evaluation.financebench import FinanceBenchEvaluation  # noqa: E402
+from evaluation.metrics import percentile  # noqa: E402
 from rag import offline  # noqa: E402, F401  (before anything heavy)
-from rag.metrics import percentile  # noqa: E402
 from rag.retrieve import Hit, search  # noqa: E402
 from rag.settings import load_settings  # noqa: E402
 

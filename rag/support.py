@@ -222,9 +222,9 @@ class SupportScorer:
             return rows
         idf = idf_weights([set(found_words) for found_words in sentence_words])
         vocabulary = list(dict.fromkeys([*claim_words, *(word for found in sentence_words for word in found)]))
-        vectors = self._vectors([claim, *(c.sentence.text for c in found)])
+        vectors = self._vectors(self._embedder, [claim, *(c.sentence.text for c in found)])
         claim_vector, sentence_vectors = vectors[0], vectors[1:]
-        word_vector = dict(zip(vocabulary, self._vectors(vocabulary, short=True), strict=True))
+        word_vector = dict(zip(vocabulary, self._vectors(self._embedder, vocabulary, short=True), strict=True))
         claim_word_vectors = np.asarray([word_vector[word] for word in claim_words], dtype=np.float32)
         for row, found_words, sentence_vector in zip(rows, sentence_words, sentence_vectors, strict=True):
             unique = list(dict.fromkeys(found_words))
@@ -235,19 +235,18 @@ class SupportScorer:
             )
         return rows
 
-    def _vectors(self, texts: Sequence[str], short: bool = False) -> Vectors:
+    def _vectors(self, embedder: Embedder, texts: Sequence[str], short: bool = False) -> Vectors:
         """Embeddings of `texts` (in order), embedding only those not already cached, in one call; `short`
         texts (words) go through `Embedder.embed_short`, which may batch them more freely."""
-        assert self._embedder is not None
         keys = [(short, text) for text in texts]
         missing = list(dict.fromkeys(key for key in keys if key not in self._cache))
         if missing:
             missing_texts = [text for _, text in missing]
-            embedded = self._embedder.embed_short(missing_texts) if short else self._embedder.embed(missing_texts)
+            embedded = embedder.embed_short(missing_texts) if short else embedder.embed(missing_texts)
             for key, vector in zip(missing, embedded, strict=True):
                 self._cache[key] = vector
         if not keys:
-            return np.zeros((0, self._embedder.dimension), dtype=np.float32)
+            return np.zeros((0, embedder.dimension), dtype=np.float32)
         result = np.stack([self._cache[key] for key in keys])
         for key in keys:
             self._cache.move_to_end(key)

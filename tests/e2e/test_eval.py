@@ -59,12 +59,29 @@ def test_eval_beir_prints_the_metrics_contract(scifact_slice: Path, tmp_path: Pa
     assert metrics["queries"] >= 5 and metrics["documents"] == SCIFACT_DOCUMENTS
     # Among 300 documents the relevant one is nearly always near the top; a broken pipeline scores ~0.
     assert metrics["ndcg@10"] > 0.6 and metrics["recall@100"] > 0.9
+    # The first run built the index: every document parsed and embedded.
+    assert metrics["ingest"]["indexed"] == SCIFACT_DOCUMENTS and metrics["ingest"]["embedded_texts"] > 0
+    # Enough recorded to compare two numbers: the settings, the model, the machine, the package versions.
+    assert metrics["settings"]["chunk_tokens"] == 200 and metrics["settings"]["mode"] == "hybrid"
+    assert metrics["settings"]["embedding_model"]["name"] == "all-MiniLM-L6-v2-int8"
+    assert metrics["settings"]["retrieval"]["per_document"] == 1
+    assert metrics["machine"]["cpu_flags"] and metrics["machine"]["packages"]["onnxruntime"]
 
-    # A second run reuses the index (nothing re-embedded) and gives the same numbers; each arm runs alone.
-    again = archivist("eval", "beir", str(scifact_slice), "--split", "test", "--json", "--mode", "lexical",
-                      "--data-dir", str(tmp_path / "eval"))
+    # A second run reuses the index: every file found unchanged, none parsed or embedded again; the same
+    # numbers come out, and each arm runs alone.
+    again = archivist("eval", "beir", str(scifact_slice), "--split", "test", "--json", "--data-dir",
+                      str(tmp_path / "eval"))
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["mode"] == "lexical"
+    reused = json.loads(again.stdout)
+    assert reused["index"] == metrics["index"]
+    assert reused["ingest"]["unchanged"] == SCIFACT_DOCUMENTS
+    assert reused["ingest"]["indexed"] == 0 and reused["ingest"]["embedded_texts"] == 0
+    assert reused["chunks"] == metrics["chunks"]
+    assert (reused["ndcg@10"], reused["recall@100"]) == (metrics["ndcg@10"], metrics["recall@100"])
+    lexical = archivist("eval", "beir", str(scifact_slice), "--split", "test", "--json", "--mode", "lexical",
+                        "--data-dir", str(tmp_path / "eval"))
+    assert lexical.returncode == 0, lexical.stderr
+    assert json.loads(lexical.stdout)["mode"] == "lexical"
 
 
 def test_eval_beir_names_what_is_missing(tmp_path: Path) -> None:
@@ -88,7 +105,36 @@ def test_eval_financebench_on_three_filings(shared_data: Path, tmp_path: Path) -
     result = archivist("eval", "financebench", str(folder), "--json", "--data-dir", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
-    assert metrics["questions"] == sum(1 for q in questions if q["doc_name"] in chosen)
-    assert {"doc_hit@5", "page_recall@5", "page_recall@10"} <= set(metrics)
+    asked = [q for q in questions if q["doc_name"] in chosen]
+    assert metrics["questions"] == len(asked)
+    keys = {"doc_hit@5", "page_hit@5", "page_hit@10", "page_recall@5", "page_recall@10"}
+    assert keys <= set(metrics)
     assert metrics["doc_hit@5"] > 0.8  # three filings: the right one is nearly always among the top five
-    assert metrics["pages"] > 10
+    assert metrics["pages"] > 10 and metrics["file_names"] == "financebench"
+    # A hit needs one evidence page, recall all of them: never more, and less when a question has several
+    # evidence pages and not all are found.
+    for k in (5, 10):
+        assert 0 <= metrics[f"page_recall@{k}"] <= metrics[f"page_hit@{k}"] <= 1
+    assert metrics["page_hit@5"] <= metrics["page_hit@10"]
+
+    # The same filings renamed ("Johnson & Johnson ... 8-K" rather than JOHNSON_JOHNSON_2023_8K_dated-...):
+    # the same keys, one JSON document, the library moved rather than parsed and embedded again.
+    renamed = archivist("eval", "financebench", str(folder), "--json", "--rename", "--data-dir",
+                        str(tmp_path / "eval"))
+    assert renamed.returncode == 0, renamed.stderr
+    again = json.loads(renamed.stdout)
+    assert keys <= set(again) and again["questions"] == metrics["questions"]
+    assert again["file_names"] == "renamed" and set(again["renamed"]) == set(chosen)
+    assert not any(Path(name).stem in chosen for name in again["renamed"].values())
+    assert again["pages"] == metrics["pages"] and again["chunks"] == metrics["chunks"]
+    assert again["ingest"]["embedded_texts"] == 0 and again["ingest"]["indexed"] == 0
+    assert again["doc_hit@5"] > 0.8
+    # The renamed library started from the library's index, its documents moved as ingest moves a renamed
+    # file; indexing the renamed files from scratch gives what search sees the same, so the same figures.
+    fresh = archivist("eval", "financebench", str(folder), "--json", "--rename", "--data-dir",
+                      str(tmp_path / "fresh"))
+    assert fresh.returncode == 0, fresh.stderr
+    scratch = json.loads(fresh.stdout)
+    assert scratch["ingest"]["indexed"] == len(chosen) and scratch["ingest"]["embedded_texts"] > 0
+    figures = [*sorted(keys), "pages", "chunks", "renamed"]
+    assert {key: scratch[key] for key in figures} == {key: again[key] for key in figures}

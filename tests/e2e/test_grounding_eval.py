@@ -26,9 +26,14 @@ def test_eval_grounding_prints_the_metrics_contract(shared_data: Path) -> None:
                        "--json")
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)  # exactly one JSON document
-    assert {"claims", "quote_accuracy@1", "quote_accuracy@3", "evidence_sets"} <= set(metrics)
+    assert {"claims", "quote_accuracy@1", "quote_accuracy@3", "evidence_sets", "quote_accuracy@1_whole_abstract",
+            "quote_accuracy@3_whole_abstract", "evidence_sets_whole_abstract", "settings", "machine"} <= set(metrics)
     assert metrics["claims"] == 20 and metrics["split"] == "train" and metrics["scorer"] == "embedding"
     assert 0 <= metrics["quote_accuracy@1"] <= metrics["quote_accuracy@3"] <= 1
+    # Scored on the passages the product shows: the abstracts are cut into chunks of at most 200 tokens, so a
+    # pair gives at least one passage (every chunk holding gold), often more.
+    assert metrics["passages"] >= metrics["claims"] and metrics["chunks_per_abstract"] > 1
+    assert metrics["settings"]["chunk_tokens"] == 200 and metrics["settings"]["support"]["heading_penalty"] >= 0
     # Abstracts hold about ten sentences and one to three gold ones: a scorer that picked at random would get
     # about 0.2 at @1; a broken one (wrong offsets, the title every time) gets about 0.
     assert metrics["quote_accuracy@1"] >= 0.3 and metrics["quote_accuracy@3"] >= 0.6
@@ -42,6 +47,7 @@ def test_eval_grounding_without_json_prints_a_summary(shared_data: Path) -> None
     assert result.returncode == 0, result.stderr
     assert "SciFact train: 3 claim-evidence pairs" in result.stdout
     assert "quote accuracy@1:" in result.stdout and "quote accuracy@3:" in result.stdout
+    assert "whole abstracts with their title (as before)" in result.stdout
 
 
 def test_eval_grounding_names_what_is_missing(tmp_path: Path) -> None:
