@@ -134,7 +134,7 @@ def main() -> int:
         return 2
     settings = Settings()
     target = (Path(platformdirs.user_cache_dir("archivist", appauthor=False)) / "bench"
-              / f"query-{args.chunks}-{PARSE_VERSION}-{settings.chunk_tokens}")
+              / f"query-{args.chunks}-{PARSE_VERSION}-{settings.chunking.tokens}")
     done_marker = target / "complete"
     started = time.perf_counter()
     cached = done_marker.exists()

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))  # run as a plain script
 from evaluation.beir import BeirEvaluation  # noqa: E402
 from evaluation.financebench import FinanceBenchEvaluation  # noqa: E402
 from rag.retrieve import Mode, RetrievalSettings  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.settings import ChunkingSettings, Settings  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Config:
     name: str
     mode: Mode = "hybrid"
     tuning: RetrievalSettings = field(default_factory=RetrievalSettings)
-    chunking: tuple[int, int, float] | None = None  # (chunk_tokens, overlap, min_fill); None: the defaults
+    chunking: tuple[int, int, float] | None = None  # (tokens, overlap, min_fill); None: the defaults
 
 
 def retrieval_grid() -> list[Config]:
@@ -114,7 +114,7 @@ def run_financebench(folder: Path, configs: list[Config]) -> list[dict[str, Any]
 def _settings(chunking: tuple[int, int, float] | None) -> Settings:
     if chunking is None:
         return Settings()
-    return Settings(chunk_tokens=chunking[0], chunk_overlap_tokens=chunking[1], chunk_min_fill=chunking[2])
+    return Settings(chunking=ChunkingSettings(tokens=chunking[0], overlap_tokens=chunking[1], min_fill=chunking[2]))
 
 
 def run(folder: Path, configs: list[Config]) -> list[dict[str, Any]]:
@@ -131,8 +131,7 @@ def run(folder: Path, configs: list[Config]) -> list[dict[str, Any]]:
             for config in group:
                 train = evaluation.score("train", config.mode, config.tuning)
                 row = {"config": config.name, "mode": config.mode, "tuning": asdict(config.tuning),
-                       "chunk_tokens": settings.chunk_tokens, "chunk_overlap_tokens": settings.chunk_overlap_tokens,
-                       "chunk_min_fill": settings.chunk_min_fill, "train": train}
+                       "chunking": asdict(settings.chunking), "train": train}
                 rows.append(row)
                 print(f"{config.name:60s} train nDCG@10 {train['ndcg@10']:.4f}  train recall@100 "
                       f"{train['recall@100']:.4f}  p50 {train['latency_ms']['p50']} ms",  # type: ignore[index]

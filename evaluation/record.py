@@ -13,7 +13,7 @@ from rag.embedder import model_name_for, packaged_model_dir
 from rag.settings import Settings
 
 # Settings whose values are credentials: recorded only as set or not, since results get pasted into issues.
-# (By name: `openai_api_key`, `access_token`, `pdf_passwords`; not `chunk_tokens`.)
+# (By name: `openai_api_key`, `access_token`, `pdf_passwords`; not `tokens`.)
 _SECRET = re.compile(r"(^|_)(api_?key|key|token|secret|passwords?)$", re.IGNORECASE)
 REDACTED = "(set, not recorded)"
 

@@ -402,20 +402,6 @@ class Settings(BaseSettings):
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
 
-    # Read-only spellings of the chunking fields from when they were top-level, for code not yet moved to
-    # `settings.chunking` (the evaluations and benchmarks).
-    @property
-    def chunk_tokens(self) -> int:
-        return self.chunking.tokens
-
-    @property
-    def chunk_overlap_tokens(self) -> int:
-        return self.chunking.overlap_tokens
-
-    @property
-    def chunk_min_fill(self) -> float:
-        return self.chunking.min_fill
-
 
 def fold_legacy(values: Mapping[str, Any]) -> dict[str, Any]:
     """`values` with the legacy top-level chunking names moved into their section (they win there)."""

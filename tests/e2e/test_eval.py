@@ -62,7 +62,7 @@ def test_eval_beir_prints_the_metrics_contract(scifact_slice: Path, tmp_path: Pa
     # The first run built the index: every document parsed and embedded.
     assert metrics["ingest"]["indexed"] == SCIFACT_DOCUMENTS and metrics["ingest"]["embedded_texts"] > 0
     # Enough recorded to compare two numbers: the settings, the model, the machine, the package versions.
-    assert metrics["settings"]["chunk_tokens"] == 200 and metrics["settings"]["mode"] == "hybrid"
+    assert metrics["settings"]["chunking"]["tokens"] == 200 and metrics["settings"]["mode"] == "hybrid"
     assert metrics["settings"]["embedding_model"]["name"] == "all-MiniLM-L6-v2-int8"
     assert metrics["settings"]["retrieval"]["per_document"] == 1
     assert metrics["machine"]["cpu_flags"] and metrics["machine"]["packages"]["onnxruntime"]

@@ -33,7 +33,7 @@ def test_eval_grounding_prints_the_metrics_contract(shared_data: Path) -> None:
     # Scored on the passages the product shows: the abstracts are cut into chunks of at most 200 tokens, so a
     # pair gives at least one passage (every chunk holding gold), often more.
     assert metrics["passages"] >= metrics["claims"] and metrics["chunks_per_abstract"] > 1
-    assert metrics["settings"]["chunk_tokens"] == 200 and metrics["settings"]["support"]["heading_penalty"] >= 0
+    assert metrics["settings"]["chunking"]["tokens"] == 200 and metrics["settings"]["support"]["heading_penalty"] >= 0
     # Abstracts hold about ten sentences and one to three gold ones: a scorer that picked at random would get
     # about 0.2 at @1; a broken one (wrong offsets, the title every time) gets about 0.
     assert metrics["quote_accuracy@1"] >= 0.3 and metrics["quote_accuracy@3"] >= 0.6

@@ -159,7 +159,7 @@ def test_a_result_records_settings_without_secrets_and_the_machine(tmp_path: Pat
     assert "sk-very-secret" not in text and "hunter2" not in text and "t0ken-secret" not in text
     recorded = record["settings"]
     assert recorded["openai_api_key"] == REDACTED and recorded["pdf_passwords"] == REDACTED
-    assert recorded["chunk_tokens"] == 180 and recorded["mode"] == "hybrid"
+    assert recorded["chunking"]["tokens"] == 180 and recorded["mode"] == "hybrid"
     assert recorded["embedding_model"]["name"] == "all-MiniLM-L6-v2-int8"
     machine = record["machine"]
     assert {"cores", "avx2", "cpu_flags", "python", "packages"} <= set(machine)
@@ -202,4 +202,4 @@ def test_grounding_is_scored_on_the_passages_holding_gold_and_on_the_whole_abstr
     per_chunk = [1 / len([s for s in sentences if s in chunk]) for chunk in holding]
     assert result["chance@1"] == pytest.approx(sum(per_chunk) / len(per_chunk), abs=1e-4)
     assert result["chance@1_whole_abstract"] == pytest.approx(1 / 13, abs=1e-4)  # the title is a sentence too
-    assert result["settings"]["chunk_tokens"] == 40 and "machine" in result
+    assert result["settings"]["chunking"]["tokens"] == 40 and "machine" in result

@@ -202,7 +202,6 @@ def test_the_older_chunking_names_still_work(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("ARCHIVIST_CHUNKING__MIN_FILL", "0.6")  # the new name wins
     settings, sources = load_settings_with_sources(chunk_overlap_tokens=8)
     assert (settings.chunking.tokens, settings.chunking.min_fill, settings.chunking.overlap_tokens) == (100, 0.6, 8)
-    assert (settings.chunk_tokens, settings.chunk_min_fill, settings.chunk_overlap_tokens) == (100, 0.6, 8)
     assert (sources["chunking.tokens"], sources["chunking.overlap_tokens"]) == ("environment", "flag")
 
 
