@@ -72,7 +72,7 @@ run: install  ## index and watch DOCS, and serve the page at http://127.0.0.1:85
 # The linters and strict type checks first (`make lint`), then every test; a test that skips for a reason
 # not listed in tests/conftest.py (DOCUMENTED_SKIPS: ../shared absent, root or not) fails the run.
 test: dev lint  ## ruff, mypy --strict, then the whole test suite (no undocumented skips)
-	$(BIN)/python -m rag.embedder prepare  # the int8 model, made once per machine and cached (about a minute)
+	$(BIN)/python -m rag.index.onnx_runner prepare  # the int8 model, made once per machine and cached (about a minute)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: dev  ## ruff and mypy

@@ -26,13 +26,13 @@ import numpy as np  # noqa: E402
 
 from evaluation.metrics import percentile  # noqa: E402
 from rag import offline  # noqa: E402, F401  (before anything heavy)
-from rag.embedder import Embedder  # noqa: E402
+from rag.answer.grounding import citations_for, ground_sentences  # noqa: E402
+from rag.answer.sentences import split_sentences  # noqa: E402
+from rag.answer.support import SupportScorer  # noqa: E402
 from rag.factory import make_embedder  # noqa: E402
-from rag.grounding import citations_for, ground_sentences  # noqa: E402
-from rag.retrieve import Hit  # noqa: E402
-from rag.sentences import split_sentences  # noqa: E402
+from rag.index.embedder import Embedder  # noqa: E402
+from rag.records import Hit  # noqa: E402
 from rag.settings import load_settings  # noqa: E402
-from rag.support import SupportScorer  # noqa: E402
 
 SHARED = Path.cwd().parent / "shared" / "data"
 CHUNK_CHARACTERS = 1100  # about 200 MiniLM tokens of English prose

@@ -1,4 +1,4 @@
-"""Fit the support scorer (rag/support.py) on SciFact **train** only; test is never read here.
+"""Fit the support scorer (rag/answer/support.py) on SciFact **train** only; test is never read here.
 
     python bench/grounding_tune.py ../shared/data/scifact [--lexical] [--passages whole|product]
 
@@ -29,10 +29,10 @@ from evaluation.beir import document_text  # noqa: E402
 from evaluation.grounding import (  # noqa: E402
     Chunker, Pair, Shown, is_gold, load_corpus, load_pairs, product_chunker, product_passages,
 )
-from rag import support  # noqa: E402
+from rag.answer import support  # noqa: E402
 from rag.factory import make_embedder  # noqa: E402
 from rag.settings import load_settings  # noqa: E402
-from rag.support import SupportScorer, candidates  # noqa: E402
+from rag.answer.support import SupportScorer, candidates  # noqa: E402
 
 logger = logging.getLogger("grounding_tune")
 
@@ -158,7 +158,7 @@ def main() -> int:
     parser.add_argument("scifact", type=Path, help="SciFact (corpus.jsonl, corpus_sentences.jsonl, train/)")
     parser.add_argument("--lexical", action="store_true", help="fit the scorer used without an embedder")
     parser.add_argument("--passages", choices=["whole", "product"], default="whole",
-                        help="what the weights and threshold are fitted on (default whole, as rag/support.py's)")
+                        help="what the weights and threshold are fitted on (default whole, as rag/answer/support.py's)")
     parser.add_argument("--only", choices=["fit", "heading-penalty"], help="one of the two (default both)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -33,10 +33,10 @@ sys.path.insert(0, str(REPO))  # run as a plain script
 
 from ingest.pipeline import Ingester  # noqa: E402
 from ingest.watch import Watcher  # noqa: E402
-from rag.embedder import Vectors  # noqa: E402
 from rag.factory import open_default_index  # noqa: E402
-from rag.index import Index  # noqa: E402
-from rag.retrieve import search  # noqa: E402
+from rag.index.index import Index  # noqa: E402
+from rag.records import Vectors  # noqa: E402
+from rag.search.retrieve import search  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 GEOTOPO = Path("pdfs/py-pdf-sample-files/009-pdflatex-geotopo_GeoTopo-komprimiert.pdf")

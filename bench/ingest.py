@@ -43,10 +43,12 @@ import numpy as np  # noqa: E402
 from cpu import cpu_facts  # noqa: E402  (bench/cpu.py)
 
 from ingest.pipeline import FileResult, Ingester, Outcome  # noqa: E402
-from rag import offline  # noqa: E402,F401  (switches hub access off; rag.embedder imports it first anyway)
-from rag.embedder import SentenceTransformerEmbedder, Vectors, packaged_model_dir  # noqa: E402
+from rag import offline  # noqa: E402,F401  (switches hub access off; rag.index.embedder imports it first anyway)
 from rag.factory import open_default_index  # noqa: E402
-from rag.index import Index, embedding_text  # noqa: E402
+from rag.index.embedder import packaged_model_dir  # noqa: E402
+from rag.index.index import Index, embedding_text  # noqa: E402
+from rag.index.local_model import SentenceTransformerEmbedder  # noqa: E402
+from rag.records import Vectors  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 logger = logging.getLogger("bench.ingest")

@@ -89,8 +89,8 @@ def child(file: Path, data_dir: Path, embedder_kind: str) -> None:
 
     settings = load_settings(data_dir=data_dir)
     if embedder_kind == "fast":
-        from rag.embedder import packaged_model_dir
-        from rag.index import open_index
+        from rag.index.embedder import packaged_model_dir
+        from rag.index.index import open_index
         from tests.fakes import HashingEmbedder
 
         class FastEmbedder(HashingEmbedder):

@@ -42,9 +42,9 @@ from cpu import cpu_facts  # noqa: E402  (bench/cpu.py, beside this file)
 
 from evaluation.metrics import percentile  # noqa: E402
 from rag import offline  # noqa: E402,F401  (before anything heavy)
-from rag.answer import Finished, PassagesFound  # noqa: E402
+from rag.answer.ask import Finished, PassagesFound  # noqa: E402
 from rag.factory import make_chat, open_default_index  # noqa: E402
-from rag.lock import WriterLock  # noqa: E402
+from rag.index.lock import WriterLock  # noqa: E402
 from rag.settings import load_settings  # noqa: E402
 from tests.ollama_standin import OllamaStandIn  # noqa: E402
 from tests.synthetic_library import SyntheticDocument, write_library  # noqa: E402

@@ -9,7 +9,7 @@ through `Index.write_documents`, so the catalog, its full-text index and Chroma 
 user's files. The bench index is cached too.
 
 Then every SciFact test query and every FinanceBench question is searched (k = 10, default settings), after
-a warm-up, in each mode; the latencies cover `rag.retrieve.search` (query embedding, Chroma, FTS5, fusion,
+a warm-up, in each mode; the latencies cover `rag.search.retrieve.search` (query embedding, Chroma, FTS5, fusion,
 reading the chunks), not the LLM.
 
     .venv/bin/python bench/query.py [--chunks N] [--rounds R]
@@ -39,8 +39,8 @@ from evaluation.cache import PARSE_VERSION  # noqa: E402
 from evaluation.financebench import FinanceBenchEvaluation  # noqa: E402
 from evaluation.metrics import percentile  # noqa: E402
 from rag.factory import open_default_index  # noqa: E402
-from rag.index import DocumentWrite, FileFacts, Index, NewChunk, text_hash  # noqa: E402
-from rag.retrieve import MODES, search  # noqa: E402
+from rag.index.index import DocumentWrite, FileFacts, Index, NewChunk, text_hash  # noqa: E402
+from rag.search.retrieve import MODES, search  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 DOCUMENTS_PER_WRITE = 1000  # about 12,000 chunks: one progress line each

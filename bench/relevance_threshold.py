@@ -27,7 +27,8 @@ from evaluation.beir import BeirEvaluation, load_beir_split  # noqa: E402
 from evaluation.financebench import FinanceBenchEvaluation  # noqa: E402
 from evaluation.metrics import percentile  # noqa: E402
 from rag import offline  # noqa: E402, F401  (before anything heavy)
-from rag.retrieve import Hit, search  # noqa: E402
+from rag.records import Hit  # noqa: E402
+from rag.search.retrieve import search  # noqa: E402
 from rag.settings import load_settings  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"

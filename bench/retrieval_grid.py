@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))  # run as a plain script
 
 from evaluation.beir import BeirEvaluation  # noqa: E402
 from evaluation.financebench import FinanceBenchEvaluation  # noqa: E402
-from rag.retrieve import Mode, RetrievalSettings  # noqa: E402
+from rag.search.retrieve import Mode, RetrievalSettings  # noqa: E402
 from rag.settings import ChunkingSettings, Settings  # noqa: E402
 
 

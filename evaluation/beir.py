@@ -1,6 +1,6 @@
 """BEIR-format benchmarks (`corpus.jsonl`, `<split>/queries.jsonl`, `<split>/qrels.tsv`), e.g. SciFact, through
 the product's own code paths: each corpus document becomes a text file that the ingest pipeline indexes, and
-every query goes through `rag.retrieve.search`; a document's score is its best chunk's. Nothing is
+every query goes through `rag.search.retrieve.search`; a document's score is its best chunk's. Nothing is
 special-cased for evaluation."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from evaluation.cache import CachedIndexEvaluation, ProgressFactory, evaluation_
 from evaluation.metrics import mean, mrr_at, ndcg_at, percentile, recall_at
 from evaluation.record import run_record
 from rag.errors import ConfigError
-from rag.retrieve import Mode, RetrievalSettings, search
+from rag.search.retrieve import Mode, RetrievalSettings, search
 from rag.settings import Settings
 
 

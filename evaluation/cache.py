@@ -17,7 +17,7 @@ import platformdirs
 
 from ingest.indexing import ingest_and_reconcile, writable_index
 from ingest.pipeline import FileResult, Ingester, Outcome
-from rag.index import Index
+from rag.index.index import Index
 from rag.settings import ChunkingSettings, Settings
 
 # Part of the evaluation indexes' cache key: bump when parsing or chunking changes what gets indexed.

@@ -1,5 +1,5 @@
 """FinanceBench through the product's own code paths: the filings (PDFs) in one library, as a user would have
-them, ingested by the normal pipeline; every question goes through `rag.retrieve.search`.
+them, ingested by the normal pipeline; every question goes through `rag.search.retrieve.search`.
 
 Per question, over the pages of the top-k chunks: `page_hit@k` is 1 when any evidence page is among them (a hit
 rate; it was called `page_recall@k` before), `page_recall@k` the share of the question's evidence pages among
@@ -33,9 +33,9 @@ from evaluation.metrics import hit_at, mean, percentile, set_recall_at
 from evaluation.record import run_record
 from evaluation.rename import RENAME_VERSION, rename_library
 from rag.errors import ConfigError
-from rag.index import FileFacts
-from rag.lock import WriterLock
-from rag.retrieve import Mode, RetrievalSettings, search
+from rag.index.index import FileFacts
+from rag.index.lock import WriterLock
+from rag.search.retrieve import Mode, RetrievalSettings, search
 from rag.settings import Settings
 
 K = (5, 10)

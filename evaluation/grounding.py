@@ -24,7 +24,7 @@ behind the issue's baseline (the top all-MiniLM-L6-v2 cosine among the abstract'
 so `best_possible@1` says what a perfect @1 would be.
 
 `python bench/grounding_tune.py DIR` refits the scorer's weights, threshold and heading penalty on the train
-split (scikit-learn) and prints them, for pasting into rag/support.py.
+split (scikit-learn) and prints them, for pasting into rag/answer/support.py.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ from evaluation.metrics import mean, percentile
 from evaluation.record import run_record
 from ingest.chunk import chunk_blocks
 from ingest.parsers import parse_bytes
-from rag import support
-from rag.embedder import Embedder
+from rag.answer import support
+from rag.answer.support import SupportScorer, candidates
 from rag.errors import ConfigError
+from rag.index.embedder import Embedder
 from rag.settings import Settings
-from rag.support import SupportScorer, candidates
 
 GOLD_SHARE = 0.5  # a quote counts as gold when at least this share of its characters is inside gold sentences
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from evaluation.machine import machine_facts
-from rag.embedder import model_name_for, packaged_model_dir
+from rag.index.embedder import model_name_for, packaged_model_dir
 from rag.settings import Settings
 
 # Settings whose values are credentials: recorded only as set or not, since results get pasted into issues.

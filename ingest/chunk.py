@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ingest.document import Block
-from rag.index import NewChunk
-from rag.sentences import split_sentences
+from rag.answer.sentences import split_sentences
+from rag.index.index import NewChunk
 from rag.settings import ChunkingSettings
 
 TokenCounter = Callable[[str], int]

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from rag.priority import mark_background
+from rag.index.priority import mark_background
 
 PAUSE_FILE = "indexing.paused"
 PROGRESS_FILE = "indexing.progress.json"
@@ -136,5 +136,5 @@ def indexing_notice(progress: Progress | None, starting: bool = False) -> str | 
 
 def lower_thread_priority(niceness: int = 10) -> None:
     """Let indexing yield the CPU to the person's own work, and the embedding model to questions (see
-    rag.priority): called by the thread that indexes, before it starts."""
+    rag.index.priority): called by the thread that indexes, before it starts."""
     mark_background(niceness)

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ingest.pipeline import Ingester, IngestReport, ProgressCallback
-from rag.index import Index
-from rag.lock import WriterLock
+from rag.index.index import Index
+from rag.index.lock import WriterLock
 from rag.settings import Settings
 
 

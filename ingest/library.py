@@ -20,9 +20,9 @@ from ingest.control import IndexingControl
 from ingest.parsers import kind_for
 from ingest.pipeline import Ingester, IngestReport, absolute
 from ingest.scan import walk_files
-from rag.catalog import DocumentRow
 from rag.errors import FolderError
-from rag.index import Index
+from rag.index.catalog import DocumentRow
+from rag.index.index import Index
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from ingest.parsers import kind_for, read_document
 from ingest.parsers.worker import parse_isolated
 from ingest.scan import is_ignored, walk_files
 from rag.errors import DocumentError, IngestAborted, UnexpectedFailure, UnreadableFile, UnsupportedFileType
-from rag.index import DocumentWrite, FileFacts, Index, NewChunk, text_hash
-from rag.paths import display_path
+from rag.index.index import DocumentWrite, FileFacts, Index, NewChunk, text_hash
+from rag.index.paths import display_path
 from rag.settings import Settings
 
 logger = logging.getLogger(__name__)

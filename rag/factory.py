@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from rag.egress import allow_urls
-from rag.embedder import Embedder, SentenceTransformerEmbedder, model_name_for
-from rag.index import Index, open_index
-from rag.llm import ChatModel, OllamaChat
-from rag.openai_chat import OpenAIChat
+from rag.index.embedder import Embedder, model_name_for
+from rag.index.index import Index, open_index
+from rag.index.local_model import SentenceTransformerEmbedder
+from rag.llm.chat import ChatModel
+from rag.llm.ollama import OllamaChat
+from rag.llm.openai_compatible import OpenAIChat
 from rag.settings import Settings
 
 

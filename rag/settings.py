@@ -31,16 +31,9 @@ from pydantic_settings import (
 )
 
 from rag.errors import ConfigError
-from rag.saved_settings import (
-    SAVABLE_FIELDS,
-    SAVABLE_SECTIONS,
-    Source,
-    read_saved,
-    saved_settings_path,
-    write_saved,
-)
+from rag.records import Effort
+from rag.saved_settings import SAVABLE_FIELDS, SAVABLE_SECTIONS, Source, read_saved, saved_settings_path, write_saved
 
-Effort = Literal["low", "medium", "high"]  # gpt-oss reasoning effort
 Fusion = Literal["rrf", "convex"]
 ENV_PREFIX = "ARCHIVIST_"
 ENV_NESTED_DELIMITER = "__"
@@ -49,10 +42,8 @@ DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "gpt-oss:20b"
 DEFAULT_OPENAI_BASE_URL = "http://127.0.0.1:8000/v1"  # vLLM's default; LM Studio uses :1234, llama.cpp :8080
 
-
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("archivist", appauthor=False))
-
 
 def normalise_ollama_host(value: str) -> str:
     """Accept the forms Ollama itself accepts for OLLAMA_HOST: `host`, `host:port`, or a full URL."""
@@ -69,7 +60,6 @@ def normalise_ollama_host(value: str) -> str:
         host += ":11434"
     return f"{scheme}://{host}"
 
-
 def parse_chroma_url(url: str) -> tuple[str, int, bool]:
     """`http://host:port` or `https://host[:port]` as (host, port, ssl); a ConfigError says what is wrong."""
     problem = f"ARCHIVIST_CHROMA_URL={url!r} is not a Chroma server address like http://127.0.0.1:8000"
@@ -83,12 +73,10 @@ def parse_chroma_url(url: str) -> tuple[str, int, bool]:
     ssl = parts.scheme == "https"
     return parts.hostname, port if port is not None else (443 if ssl else 8000), ssl
 
-
 # The sub-settings are frozen pydantic dataclasses: validated wherever they are made (the environment, the
 # settings file, or code such as `RetrievalSettings(per_document=1)`), and `dataclasses.replace` works on them.
 # An unknown field is an error, not silently ignored: a misspelt ARCHIVIST_RETRIEVAL__RRFK would else do nothing.
 _SECTION_CONFIG = ConfigDict(extra="forbid")
-
 
 @dataclass(frozen=True, config=_SECTION_CONFIG)
 class RetrievalSettings:
@@ -121,10 +109,9 @@ class RetrievalSettings:
         "words, at least this many (0: off).",
     )
 
-
 @dataclass(frozen=True, config=_SECTION_CONFIG)
 class SupportSettings:
-    """How an answer sentence is checked against its sources (rag/support.py, rag/grounding.py)."""
+    """How an answer sentence is checked against its sources (rag/answer/support.py, rag/answer/grounding.py)."""
 
     # Tuned on SciFact train only (`python -m ingest.grounding_eval tune`): for each of the 370 (claim, SUPPORT
     # evidence abstract) pairs, the best sentence's score (what a caller compares), against the claim's best score
@@ -160,7 +147,6 @@ class SupportSettings:
         "counts as a heading.",
     )
 
-
 @dataclass(frozen=True, config=_SECTION_CONFIG)
 class ChunkingSettings:
     """How documents are cut into passages (ingest/chunk.py). A change applies to files as they are next indexed."""
@@ -183,7 +169,6 @@ class ChunkingSettings:
         "its text, so boundaries fall in the same places after an edit.",
     )
 
-
 SECTIONS: dict[str, type[Any]] = {
     "retrieval": RetrievalSettings,
     "support": SupportSettings,
@@ -197,16 +182,13 @@ LEGACY_NAMES: dict[str, tuple[str, str]] = {
     "chunk_min_fill": ("chunking", "min_fill"),
 }
 
-
 def section_fields(section: str) -> tuple[str, ...]:
     """The field names of a sub-settings section, in order."""
     return tuple(field.name for field in dataclasses.fields(SECTIONS[section]))
 
-
 def env_name(name: str) -> str:
     """The environment variable of a setting: `model` or a dotted `retrieval.rrf_k`."""
     return ENV_PREFIX + name.replace(".", ENV_NESTED_DELIMITER).upper()
-
 
 class _LegacyEnvironment(PydanticBaseSettingsSource):
     """ARCHIVIST_CHUNK_TOKENS & co., read as the chunking fields they became (below the new names)."""
@@ -221,7 +203,6 @@ class _LegacyEnvironment(PydanticBaseSettingsSource):
             if value is not None and value != "":
                 values.setdefault(section, {})[name] = value
         return values
-
 
 class Settings(BaseSettings):
     """Everything Archivist can be told. Each field names its environment variable."""
@@ -402,7 +383,6 @@ class Settings(BaseSettings):
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
 
-
 def fold_legacy(values: Mapping[str, Any]) -> dict[str, Any]:
     """`values` with the legacy top-level chunking names moved into their section (they win there)."""
     result = dict(values)
@@ -410,7 +390,6 @@ def fold_legacy(values: Mapping[str, Any]) -> dict[str, Any]:
         if old in result:
             result[section] = {**_as_dict(result.get(section)), name: result.pop(old)}
     return result
-
 
 def _as_dict(value: object) -> dict[str, Any]:
     """A section's values as a dict, whether given as a dict or as a sub-settings object."""
@@ -422,16 +401,13 @@ def _as_dict(value: object) -> dict[str, Any]:
         return dict(value)
     return {}
 
-
 def load_settings(**overrides: object) -> Settings:
     """Build the settings: command-line values (not None) > environment > saved settings > defaults."""
     return load_settings_with_sources(**overrides)[0]
 
-
 def setting_sources(**overrides: object) -> dict[str, Source]:
     """For every field, where its value comes from: "flag", "environment", "saved" or "default"."""
     return load_settings_with_sources(**overrides)[1]
-
 
 def load_settings_with_sources(**overrides: object) -> tuple[Settings, dict[str, Source]]:
     """The settings (as `load_settings`) and where each value came from: every top-level field by its name,
@@ -489,7 +465,6 @@ def load_settings_with_sources(**overrides: object) -> tuple[Settings, dict[str,
             sources[name] = "default"
     return settings, sources
 
-
 def _from_environment() -> dict[str, Any]:
     """What the environment sets, as pydantic-settings reads it (sections as dicts), legacy names included."""
     values = _LegacyEnvironment(Settings)()
@@ -499,7 +474,6 @@ def _from_environment() -> dict[str, Any]:
         else:
             values[key] = value
     return values
-
 
 def save_settings(data_dir: Path, changes: Mapping[str, object]) -> dict[str, object]:
     """Merge `changes` into the saved settings of `data_dir` and write them; a None value forgets a field or a
@@ -527,7 +501,6 @@ def save_settings(data_dir: Path, changes: Mapping[str, object]) -> dict[str, ob
     write_saved(data_dir, values)
     return values
 
-
 def _build(values: Mapping[str, object], problem: str) -> Settings:
     try:
         return Settings(**values)  # type: ignore[arg-type]
@@ -536,7 +509,6 @@ def _build(values: Mapping[str, object], problem: str) -> Settings:
         raise ConfigError(f"{problem}: {problems}") from None
     except SettingsError as error:  # an environment variable that should hold JSON (a list, a section) does not
         raise ConfigError(f"{problem}: {error}") from None
-
 
 def _describe(location: tuple[int | str, ...], kind: str, message: str) -> str:
     name = ".".join(str(part) for part in location) or "settings"

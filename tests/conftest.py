@@ -44,7 +44,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def real_embedder():  # type: ignore[no-untyped-def]
     """The packaged all-MiniLM-L6-v2, loaded once per test session (it takes seconds)."""
-    from rag.embedder import SentenceTransformerEmbedder
+    from rag.index.local_model import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder()
 

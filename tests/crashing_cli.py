@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rag import factory
-from rag.index import Index
+from rag.index.index import Index
 from rag.settings import Settings
 
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from rag.embedder import Embedder, Vectors
 from rag.errors import LLMError
-from rag.llm import ChatModel, Delta, Message, StreamEvent, Usage
-from rag.settings import Effort
-from rag.vectors import Metadata, VectorStore
+from rag.index.embedder import Embedder
+from rag.index.vectors import Metadata, VectorStore
+from rag.llm.chat import ChatModel, Delta, Message, StreamEvent, Usage
+from rag.records import Effort, Vectors
 
 
 class InMemoryVectorStore(VectorStore):

@@ -25,7 +25,7 @@ DEFAULT_MODEL = "gpt-oss:20b"
 OLLAMA_VERSION = "0.12.6"
 CONTEXT_LENGTH = 131072
 DEFAULT_NUM_CTX = 8192  # what Ollama uses for gpt-oss when a request does not say
-NO_SOURCE_ANSWER = "I could not find the answer in your documents."  # same as rag.prompt.NOT_IN_DOCUMENTS
+NO_SOURCE_ANSWER = "I could not find the answer in your documents."  # same as rag.answer.prompt.NOT_IN_DOCUMENTS
 
 # Go's net/http answers unknown routes with exactly this body.
 _NOT_FOUND_TEXT = "404 page not found"

@@ -19,12 +19,11 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from rag import offline  # noqa: F401  (before anything imports chromadb or sentence_transformers)
-from rag.answer import Answer, AnswerDelta, Finished, PassagesFound, ReasoningDelta
+from rag.answer.ask import Answer, AnswerDelta, Finished, PassagesFound, ReasoningDelta
+from rag.answer.prompt import Exchange
 from rag.egress import refused_count
 from rag.errors import ArchivistError, LLMError
-from rag.prompt import Exchange
-from rag.retrieve import Filters, Hit
-from rag.settings import Effort
+from rag.records import Effort, Filters, Hit
 from ui import library_page, settings_page
 from ui.files import download, mime_type, resolve_inside
 from ui.page_image import render_page

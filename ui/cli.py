@@ -19,7 +19,7 @@ from rag.settings import Settings, load_settings
 from ui.terminal import clean, clean_line, json_text
 
 if TYPE_CHECKING:
-    from rag.retrieve import Filters
+    from rag.records import Filters
 
 logger = logging.getLogger("archivist")
 
@@ -57,7 +57,7 @@ def _filter_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _filters(args: argparse.Namespace) -> Filters:
-    from rag.retrieve import Filters
+    from rag.records import Filters
 
     folder = str(Path(os.path.abspath(args.folder))) if args.folder else None
     return Filters(folder=folder, kinds=tuple(args.kinds or ()), name_glob=args.name)
@@ -263,7 +263,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     from rag.factory import open_default_index
-    from rag.retrieve import search
+    from rag.search.retrieve import search
 
     index = open_default_index(settings)
     try:
@@ -284,7 +284,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.control import indexing_notice, read_progress
-    from rag.answer import AnswerDelta, Finished, PassagesFound, ReasoningDelta, ask
+    from rag.answer.ask import AnswerDelta, Finished, PassagesFound, ReasoningDelta, ask
     from rag.errors import LLMResponseError
     from rag.factory import make_chat, open_default_index
 
@@ -358,7 +358,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.catalog import Catalog
+    from rag.index.catalog import Catalog
 
     catalog_path = settings.data_dir / "catalog.sqlite3"
     if not catalog_path.exists():
@@ -453,8 +453,8 @@ RECORD_KEYS = ("settings", "machine", "renamed")  # long records, printed only w
 
 def cmd_eval_grounding(args: argparse.Namespace, settings: Settings) -> int:
     from evaluation.grounding import evaluate_grounding, product_chunker
+    from rag.answer.support import SupportScorer
     from rag.factory import make_embedder
-    from rag.support import SupportScorer
     from ui.progress import FileProgress
 
     def progress(total: int, description: str) -> FileProgress:

@@ -50,7 +50,7 @@ def check_packages(_: Settings) -> Finding:
 
 
 def check_model(settings: Settings) -> Finding:
-    from rag.embedder import packaged_model_dir
+    from rag.index.embedder import packaged_model_dir
 
     try:
         folder = settings.embedding_model_dir or packaged_model_dir()

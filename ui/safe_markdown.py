@@ -41,7 +41,7 @@ _RUN = re.compile(r"\S+")
 _BACKTICKS = re.compile(r"`+")
 _ANCHOR = re.compile(r"#[A-Za-z0-9_-]+")
 _LANGUAGE = re.compile(r"[A-Za-z0-9_+-]{1,30}")
-# [1]  [1, 2]  and gpt-oss's own 【1】 / 【1†L3-L5】, as rag.citations parses them.
+# [1]  [1, 2]  and gpt-oss's own 【1】 / 【1†L3-L5】, as rag.answer.citations parses them.
 CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\](?!\()|【(\d+)(?:†[^】]*)?】")
 
 _PARSER = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])

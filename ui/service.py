@@ -24,14 +24,15 @@ from ingest.control import IndexingControl, Progress, indexing_notice, read_prog
 from ingest.library import FolderStore
 from ingest.pipeline import FileResult, Ingester, Outcome, absolute
 from ingest.watch import Watcher
-from rag.answer import AnswerEvent, Finished, ask
+from rag.answer.ask import AnswerEvent, Finished, ask
+from rag.answer.prompt import Exchange
 from rag.errors import ArchivistError, IndexLockedError, LLMError
-from rag.index import Index
-from rag.llm import ChatModel
-from rag.lock import WriterLock
-from rag.prompt import Exchange
-from rag.retrieve import Filters, Hit, close_lexical_pool, search
-from rag.settings import Effort, Settings
+from rag.index.index import Index
+from rag.index.lock import WriterLock
+from rag.llm.chat import ChatModel
+from rag.records import Effort, Filters, Hit
+from rag.search.retrieve import close_lexical_pool, search
+from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import re
 from charset_normalizer import from_bytes
 
 from ingest.document import Block, ParsedDocument
+from rag.answer.sentences import split_sentences
 from rag.errors import EmptyFile, NotText
-from rag.sentences import split_sentences
 
 logger = logging.getLogger(__name__)
 

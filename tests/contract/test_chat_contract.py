@@ -1,7 +1,7 @@
 """The ChatModel contract, run against every implementation: the Ollama client against the Ollama stand-in,
 the OpenAI-compatible client against its stand-in (both real HTTP servers on loopback), and ScriptedChat.
 
-What every chat backend promises (rag/llm.py): a reply streams as Deltas that keep reasoning (`thinking`) and
+What every chat backend promises (rag/llm/chat.py): a reply streams as Deltas that keep reasoning (`thinking`) and
 answer (`content`) apart, reasoning first; every stream ends with exactly one Usage, which carries what the
 server reported (prompt tokens, "stop" or "length"); `complete` is the answer text alone; every failure is an
 LLMError that says what went wrong; `close` never cuts a reply that is still streaming.
@@ -15,8 +15,9 @@ from typing import Protocol
 import pytest
 
 from rag.errors import LLMError, LLMResponseError, LLMUnavailable
-from rag.llm import ChatModel, Delta, OllamaChat, StreamEvent, Usage
-from rag.openai_chat import OpenAIChat
+from rag.llm.chat import ChatModel, Delta, StreamEvent, Usage
+from rag.llm.ollama import OllamaChat
+from rag.llm.openai_compatible import OpenAIChat
 from rag.settings import Settings, load_settings
 from tests import ollama_standin, openai_standin
 from tests.fakes import ScriptedChat

@@ -1,7 +1,7 @@
 """The Embedder contract, run against every implementation: the real model on its default int8 backend, on
 the fp32 torch backend (slow: it loads sentence-transformers), and HashingEmbedder, the unit tests' fake.
 
-What every embedder promises (rag/embedder.py): texts become unit-length float32 rows of `dimension`, one per
+What every embedder promises (rag/index/embedder.py): texts become unit-length float32 rows of `dimension`, one per
 text and in the texts' order whatever the batching; the same text always gets the same vector; texts that
 share words are nearer than texts that share none; `embed_query` is one such row; `on_progress` hears of
 every text once; `count_tokens` counts without special tokens; and `close` only ends threads: embedding
@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from rag.embedder import Embedder, SentenceTransformerEmbedder
+from rag.index.embedder import Embedder
+from rag.index.local_model import SentenceTransformerEmbedder
 from tests.fakes import HashingEmbedder
 
 TEXTS = [

@@ -1,7 +1,7 @@
 """The VectorStore contract, run against every implementation: Chroma embedded in a temporary folder, a real
 Chroma server (`chroma run` on a loopback port), and the in-memory twin the unit tests use.
 
-What every store promises (rag/vectors.py): one vector per chunk id; `query` gives the k nearest ids with
+What every store promises (rag/index/vectors.py): one vector per chunk id; `query` gives the k nearest ids with
 their cosine similarity, best first, narrowed to the chunks of `document_ids` when given (however far those
 are from the top overall); `upsert` of a stored id replaces its vector and metadata; `delete` forgets ids
 (absent ones are no error); `vectors` gives stored vectors back as float32 (absent ids absent); `count` and
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from rag import offline  # noqa: F401  (must precede chromadb)
-from rag.vectors import ChromaServerVectorStore, ChromaVectorStore, VectorStore
+from rag.index.vectors import ChromaServerVectorStore, ChromaVectorStore, VectorStore
 from tests.conftest import subprocess_env
 from tests.fakes import InMemoryVectorStore
 from tests.ollama_standin import free_port

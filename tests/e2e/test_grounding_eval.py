@@ -1,5 +1,5 @@
 """`archivist eval grounding` end to end: a real subprocess and the real model, on a slice of SciFact train
-(the full splits are measured by hand; see rag/support.py for the numbers)."""
+(the full splits are measured by hand; see rag/answer/support.py for the numbers)."""
 
 from __future__ import annotations
 

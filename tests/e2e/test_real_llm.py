@@ -19,12 +19,12 @@ import httpx
 import pytest
 
 from ingest.pipeline import Ingester, Outcome
-from rag.answer import Answer, Finished, ask
-from rag.embedder import SentenceTransformerEmbedder
-from rag.index import Index, open_index
-from rag.llm import Delta, Usage
-from rag.openai_chat import OpenAIChat
-from rag.prompt import GROUNDING_RULES, estimate_tokens
+from rag.answer.ask import Answer, Finished, ask
+from rag.answer.prompt import GROUNDING_RULES, estimate_tokens
+from rag.index.index import Index, open_index
+from rag.index.local_model import SentenceTransformerEmbedder
+from rag.llm.chat import Delta, Usage
+from rag.llm.openai_compatible import OpenAIChat
 from rag.settings import Settings, SupportSettings
 from tests.ollama_standin import free_port
 from tests.unit.test_prompt import ESTIMATE_SAMPLES

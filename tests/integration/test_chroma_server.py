@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from rag import offline  # noqa: F401  (must precede chromadb)
-from rag.embedder import model_name_for
 from rag.errors import ConfigError, VectorServerUnavailable
+from rag.index.embedder import model_name_for
+from rag.index.vectors import ChromaServerVectorStore
 from rag.settings import parse_chroma_url
-from rag.vectors import ChromaServerVectorStore
 from tests.conftest import subprocess_env
 from tests.ollama_standin import free_port
 from tests.pdf_factory import text_pdf

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.catalog import Catalog
 from rag.factory import open_default_index
-from rag.retrieve import RetrievalSettings, search
+from rag.index.catalog import Catalog
+from rag.search.retrieve import RetrievalSettings, search
 from rag.settings import load_settings
 from tests.conftest import subprocess_env
 from tests.pdf_factory import text_pdf

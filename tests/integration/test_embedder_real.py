@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag.embedder import DEFAULT_BACKEND, SentenceTransformerEmbedder, packaged_model_dir
 from rag.factory import make_embedder
+from rag.index.embedder import DEFAULT_BACKEND, packaged_model_dir
+from rag.index.local_model import SentenceTransformerEmbedder
 from rag.settings import load_settings
 from tests.conftest import REPO, subprocess_env
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import Ingester, Outcome
-from rag.index import open_index
+from rag.index.index import open_index
 from rag.settings import Settings
 from tests.fakes import HashingEmbedder
 

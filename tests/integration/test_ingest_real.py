@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import Ingester, Outcome
-from rag.embedder import Embedder, SentenceTransformerEmbedder, Vectors
-from rag.index import Index, open_index
-from rag.retrieve import search
+from rag.index.embedder import Embedder
+from rag.index.index import Index, open_index
+from rag.index.local_model import SentenceTransformerEmbedder
+from rag.records import Vectors
+from rag.search.retrieve import search
 from rag.settings import Settings
 from tests.pdf_factory import text_pdf
 

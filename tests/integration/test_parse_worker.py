@@ -18,9 +18,9 @@ from ingest.document import MemoryPageTextCache
 from ingest.parsers import worker
 from ingest.parsers.worker import Limits, ParserProcess, parse_isolated
 from ingest.pipeline import Ingester, Outcome
-from rag.catalog import Catalog
 from rag.errors import ParseOutOfMemory, ParserCrashed, ParseTimeout, TooComplex
-from rag.index import Index
+from rag.index.catalog import Catalog
+from rag.index.index import Index
 from rag.settings import Settings
 from tests import bombs
 from tests.fakes import HashingEmbedder, InMemoryVectorStore

@@ -22,10 +22,10 @@ from typing import IO
 
 import pytest
 
-from rag.catalog import Catalog
 from rag.factory import open_default_index
-from rag.index import Index
-from rag.retrieve import search
+from rag.index.catalog import Catalog
+from rag.index.index import Index
+from rag.search.retrieve import search
 from rag.settings import load_settings
 from tests.conftest import subprocess_env
 from tests.ollama_standin import OllamaStandIn

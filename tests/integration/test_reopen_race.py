@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.vectors import ChromaVectorStore
+from rag.index.vectors import ChromaVectorStore
 
 
 def test_queries_during_reopen_never_see_a_closed_client(tmp_path: Path) -> None:

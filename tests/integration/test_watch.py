@@ -12,7 +12,7 @@ import pytest
 
 from ingest.pipeline import FileResult, Ingester, Outcome
 from ingest.watch import Watcher
-from rag.index import Index, open_index
+from rag.index.index import Index, open_index
 from rag.settings import Settings
 from tests.fakes import HashingEmbedder
 

@@ -17,8 +17,8 @@ import pytest
 
 from ingest.pipeline import FileResult, Ingester, Outcome
 from ingest.watch import Watcher
-from rag.embedder import Vectors
-from rag.index import Index, open_index
+from rag.index.index import Index, open_index
+from rag.records import Vectors
 from rag.settings import Settings
 from tests.fakes import HashingEmbedder
 

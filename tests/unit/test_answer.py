@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import Answer, AnswerEvent, Finished, PassagesFound, Searching, ask
-from rag.catalog import Catalog
-from rag.index import FileFacts, Index, NewChunk
-from rag.llm import INCOMPLETE
-from rag.prompt import NOT_IN_DOCUMENTS, Exchange
+from rag.answer.ask import Answer, AnswerEvent, Finished, PassagesFound, Searching, ask
+from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange
+from rag.index.catalog import Catalog
+from rag.index.index import FileFacts, Index, NewChunk
+from rag.llm.chat import INCOMPLETE
 from rag.settings import Settings, load_settings
 from tests.fakes import HashingEmbedder, InMemoryVectorStore, ScriptedChat
 

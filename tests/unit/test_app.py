@@ -10,10 +10,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ingest.pipeline import Ingester
-from rag.catalog import Catalog
 from rag.errors import LLMResponseError, LLMUnavailable
-from rag.index import Index
-from rag.lock import WriterLock
+from rag.index.catalog import Catalog
+from rag.index.index import Index
+from rag.index.lock import WriterLock
 from rag.settings import load_settings
 from tests.fakes import HashingEmbedder, InMemoryVectorStore, ScriptedChat
 from ui import bootstrap, library

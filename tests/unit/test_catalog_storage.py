@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog, _statements
-from rag.index import FileFacts, Index, NewChunk
-from rag.retrieve import search
+from rag.index.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog, _statements
+from rag.index.index import FileFacts, Index, NewChunk
+from rag.search.retrieve import search
 from tests.conftest import subprocess_env
 from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
@@ -136,7 +136,7 @@ def test_a_version_4_catalog_upgrades_in_place(tmp_path: Path) -> None:
 
 READER = textwrap.dedent("""
     import sys
-    from rag.catalog import Catalog
+    from rag.index.catalog import Catalog
     catalog = Catalog(__import__("pathlib").Path(sys.argv[1]))
     catalog._db.execute("PRAGMA busy_timeout = 2000")
     print(catalog.schema_version, catalog.chunk_count(), len(catalog.documents()))

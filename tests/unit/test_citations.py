@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from rag.citations import citation_numbers, strip_citations, valid_numbers
-from rag.grounding import citations_for, ground_sentences
-from rag.retrieve import Hit
-from rag.support import SupportScorer
+from rag.answer.citations import citation_numbers, strip_citations, valid_numbers
+from rag.answer.grounding import citations_for, ground_sentences
+from rag.answer.support import SupportScorer
+from rag.records import Hit
 
 
 def hit(n: int, text: str, path: str = "/docs/a.pdf", page: int = 1) -> Hit:

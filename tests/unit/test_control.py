@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ingest.control import IndexingControl, read_progress
 from ingest.pipeline import Ingester, IngestReport, Outcome
-from rag.catalog import Catalog
-from rag.index import Index
+from rag.index.catalog import Catalog
+from rag.index.index import Index
 from rag.settings import Settings
 from tests.fakes import HashingEmbedder, InMemoryVectorStore
 

@@ -9,18 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embedder import (
-    BACKENDS,
-    DEFAULT_BACKEND,
-    INT8_RECIPE,
-    Embedder,
-    Vectors,
-    _check_mean_pooled,
-    _fingerprint,
-    int8_model_file,
-    model_name_for,
-)
 from rag.errors import ConfigError
+from rag.index.embedder import BACKENDS, DEFAULT_BACKEND, INT8_RECIPE, Embedder, model_name_for
+from rag.index.onnx_runner import _check_mean_pooled, _fingerprint, int8_model_file
+from rag.records import Vectors
 from tests.fakes import HashingEmbedder
 
 

@@ -23,11 +23,11 @@ from evaluation.machine import cpu_flags, machine_facts
 from evaluation.record import REDACTED, run_record
 from evaluation.rename import CONVENTIONS, parse_name, rename_library, renamed
 from ingest.pipeline import Ingester
-from rag.catalog import Catalog
+from rag.answer.support import SupportScorer
 from rag.errors import ConfigError
-from rag.index import Index
+from rag.index.catalog import Catalog
+from rag.index.index import Index
 from rag.settings import Settings
-from rag.support import SupportScorer
 from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 # ----- corpus documents as files -----

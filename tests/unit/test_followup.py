@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from rag.answer import standalone_query
+from rag.answer.ask import standalone_query
+from rag.answer.followup import accept_rewrite, joined_query, needs_context, rewrite_messages
+from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange
 from rag.errors import LLMUnavailable
-from rag.followup import accept_rewrite, joined_query, needs_context, rewrite_messages
-from rag.prompt import NOT_IN_DOCUMENTS, Exchange
 from tests.fakes import ScriptedChat
 
 HISTORY = [Exchange("What was 3M's revenue in 2022?", "3M's revenue was 34.2 billion dollars [1].")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from rag.harmony import Conversation, SystemPart, Turn, render_for_completion
+from rag.llm.harmony import Conversation, SystemPart, Turn, render_for_completion
 
 REFERENCE = (
     "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\n"

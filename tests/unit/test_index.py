@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.catalog import Catalog
-from rag.index import DocumentWrite, FileFacts, Index, NewChunk
-from rag.retrieve import search
+from rag.index.catalog import Catalog
+from rag.index.index import DocumentWrite, FileFacts, Index, NewChunk
+from rag.search.retrieve import search
 from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 

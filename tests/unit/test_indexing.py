@@ -10,10 +10,10 @@ import pytest
 
 from ingest.indexing import ingest_and_reconcile, writable_index
 from ingest.pipeline import Ingester
-from rag.catalog import Catalog
 from rag.errors import IndexLockedError
-from rag.index import Index
-from rag.lock import WriterLock
+from rag.index.catalog import Catalog
+from rag.index.index import Index
+from rag.index.lock import WriterLock
 from rag.settings import Settings, load_settings
 from tests.fakes import HashingEmbedder, InMemoryVectorStore
 

@@ -10,9 +10,9 @@ import pytest
 
 from ingest.control import read_progress
 from ingest.pipeline import Ingester, Outcome
-from rag.catalog import Catalog
-from rag.index import DocumentWrite, FileFacts, Index, NewChunk
-from rag.retrieve import search
+from rag.index.catalog import Catalog
+from rag.index.index import DocumentWrite, FileFacts, Index, NewChunk
+from rag.search.retrieve import search
 from rag.settings import load_settings
 from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
@@ -181,7 +181,7 @@ def test_the_cli_bar_shows_passages_within_a_large_file(monkeypatch: pytest.Monk
 
 def test_a_check_lists_an_unfinished_file_as_stale_so_a_repair_finishes_it() -> None:
     from ingest.library import DiskFile, compare_index
-    from rag.catalog import DocumentRow
+    from rag.index.catalog import DocumentRow
 
     document = DocumentRow(id="d", path="/d/big.txt", kind="text", content_hash="h", size=10, mtime_ns=1,
                            status="partial", error=None, page_count=1, warnings=(), updated_at=0.0)

@@ -21,10 +21,10 @@ from ingest.library import (
     forget_folder,
 )
 from ingest.pipeline import Ingester
-from rag.catalog import Catalog, DocumentRow
 from rag.errors import FolderError
-from rag.index import Index
-from rag.retrieve import search
+from rag.index.catalog import Catalog, DocumentRow
+from rag.index.index import Index
+from rag.search.retrieve import search
 from rag.settings import load_settings
 from tests.fakes import HashingEmbedder, InMemoryVectorStore
 

@@ -12,12 +12,12 @@ import pytest
 from ingest.library import FailedFile, FolderStore
 from ingest.pipeline import Outcome
 from rag import factory
-from rag.catalog import Catalog
 from rag.errors import ConfigError, FolderError, IndexLockedError
-from rag.index import Index
-from rag.llm import ChatModel
-from rag.lock import WriterLock
-from rag.retrieve import search
+from rag.index.catalog import Catalog
+from rag.index.index import Index
+from rag.index.lock import WriterLock
+from rag.llm.chat import ChatModel
+from rag.search.retrieve import search
 from rag.settings import Settings, load_settings
 from tests.fakes import HashingEmbedder, InMemoryVectorStore, ScriptedChat
 from ui import bootstrap, library

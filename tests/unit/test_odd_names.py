@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import Ingester, Outcome
-from rag.catalog import Catalog
 from rag.errors import IngestAborted
-from rag.index import Index
-from rag.paths import display_path, load_path, store_path
-from rag.retrieve import search
+from rag.index.catalog import Catalog
+from rag.index.index import Index
+from rag.index.paths import display_path, load_path, store_path
+from rag.search.retrieve import search
 from rag.settings import load_settings
 from tests.fakes import HashingEmbedder, InMemoryVectorStore
 

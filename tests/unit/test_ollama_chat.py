@@ -9,7 +9,8 @@ from typing import TypeVar
 import pytest
 
 from rag.errors import LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
-from rag.llm import INCOMPLETE, ChatModel, Delta, OllamaChat, Usage
+from rag.llm.chat import INCOMPLETE, ChatModel, Delta, Usage
+from rag.llm.ollama import OllamaChat
 from rag.settings import load_settings
 from tests.ollama_standin import OllamaStandIn, ScriptedReply, free_port
 

@@ -11,8 +11,9 @@ import pytest
 
 from rag.errors import LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
 from rag.factory import make_chat
-from rag.llm import INCOMPLETE, ChatModel, Delta, OllamaChat, StreamEvent, Usage
-from rag.openai_chat import OpenAIChat
+from rag.llm.chat import INCOMPLETE, ChatModel, Delta, StreamEvent, Usage
+from rag.llm.ollama import OllamaChat
+from rag.llm.openai_compatible import OpenAIChat
 from rag.settings import Settings, load_settings
 from tests.ollama_standin import free_port
 from tests.openai_standin import DEFAULT_MODEL, OpenAIStandIn, ScriptedReply

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rag import retrieve
-from rag.catalog import Catalog
-from rag.index import Index
+from rag.index.catalog import Catalog
+from rag.index.index import Index
+from rag.search import retrieve
 from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 
@@ -33,7 +33,7 @@ def test_the_lexical_pool_closes_and_comes_back(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_closing_the_index_ends_the_embedders_threads(tmp_path: Path) -> None:
-    from rag.embedder import SentenceTransformerEmbedder
+    from rag.index.local_model import SentenceTransformerEmbedder
 
     others = set(threads_named("archivist-embed"))  # other tests' embedders (the session's real model)
     embedder = SentenceTransformerEmbedder(threads=2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from rag.priority import PriorityLock, is_background, mark_background
+from rag.index.priority import PriorityLock, is_background, mark_background
 
 
 def test_a_waiting_question_goes_before_the_next_indexing_batch() -> None:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.catalog import Catalog
-from rag.fusion import cap_per_group, convex_combination, reciprocal_rank_fusion
-from rag.index import FileFacts, Index, NewChunk
-from rag.retrieve import Filters, RetrievalSettings, query_terms, search
+from rag.index.catalog import Catalog
+from rag.index.index import FileFacts, Index, NewChunk
+from rag.records import Filters
+from rag.search.fusion import cap_per_group, convex_combination, reciprocal_rank_fusion
+from rag.search.retrieve import RetrievalSettings, query_terms, search
 from tests.fakes import HashingEmbedder, InMemoryVectorStore
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from rag.sentences import split_sentences
+from rag.answer.sentences import split_sentences
 
 
 def test_sentences_keep_their_positions() -> None:

@@ -16,12 +16,12 @@ from streamlit.testing.v1 import AppTest
 
 from ingest.control import IndexingControl, Progress, indexing_notice
 from ingest.watch import Watcher
-from rag.answer import Answer, Finished
-from rag.catalog import Catalog
+from rag.answer.ask import Answer, Finished
+from rag.answer.prompt import NOT_IN_DOCUMENTS
 from rag.errors import ArchivistError
-from rag.index import Index
-from rag.lock import WriterLock
-from rag.prompt import NOT_IN_DOCUMENTS
+from rag.index.catalog import Catalog
+from rag.index.index import Index
+from rag.index.lock import WriterLock
 from rag.settings import Settings, load_settings
 from tests.conftest import subprocess_env
 from tests.fakes import HashingEmbedder, InMemoryVectorStore, ScriptedChat
@@ -100,7 +100,7 @@ def test_a_read_only_page_reports_the_other_process_indexing(settings: Settings)
 HOLDER = """
 import sys
 from pathlib import Path
-from rag.lock import WriterLock
+from rag.index.lock import WriterLock
 lock = WriterLock(Path(sys.argv[1])).acquire()
 print("held", flush=True)
 sys.stdin.read()  # until the test closes our stdin

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from rag.answer.support import SupportMatch, SupportScorer, candidates, is_framing
 from rag.settings import SupportSettings
-from rag.support import SupportMatch, SupportScorer, candidates, is_framing
 from tests.fakes import HashingEmbedder
 
 REPORT = (

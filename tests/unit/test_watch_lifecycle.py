@@ -10,9 +10,9 @@ import pytest
 
 from ingest.pipeline import Ingester, IngestReport, ProgressCallback
 from ingest.watch import RETRY_MAX_SECONDS, Watcher, retry_delay
-from rag.catalog import Catalog
 from rag.errors import WatcherStillRunning
-from rag.index import Index
+from rag.index.catalog import Catalog
+from rag.index.index import Index
 from rag.settings import Settings
 from tests.fakes import HashingEmbedder, InMemoryVectorStore
 

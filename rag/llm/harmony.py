@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
-from rag.settings import Effort
+from rag.records import Effort
 
 Channel = Literal["analysis", "commentary", "final"]
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from rag import offline  # noqa: F401  (must precede chromadb)
-from rag.embedder import Vectors
 from rag.errors import VectorServerUnavailable
+from rag.records import Vectors
 from rag.settings import parse_chroma_url
 
 logger = logging.getLogger(__name__)

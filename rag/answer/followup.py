@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from rag.harmony import Conversation, SystemPart, Turn, chat_messages
-from rag.prompt import NOT_IN_DOCUMENTS, Exchange, neutralise
-from rag.retrieve import query_terms
+from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange, neutralise
+from rag.llm.harmony import Conversation, SystemPart, Turn, chat_messages
+from rag.search.retrieve import query_terms
 
 REWRITE_INSTRUCTIONS = """\
 Rewrite the user's last question so that it can be understood without the conversation: replace pronouns \

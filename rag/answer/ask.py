@@ -12,16 +12,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from rag.citations import Citation
+from rag.answer.followup import accept_rewrite, joined_query, needs_context, rewrite_messages
+from rag.answer.grounding import AnswerSentence, citations_for, ground_sentences
+from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange, build_prompt
+from rag.answer.support import SupportScorer
 from rag.errors import LLMError
-from rag.followup import accept_rewrite, joined_query, needs_context, rewrite_messages
-from rag.grounding import AnswerSentence, citations_for, ground_sentences
-from rag.index import Index
-from rag.llm import INCOMPLETE, ChatModel, Delta, Usage
-from rag.prompt import NOT_IN_DOCUMENTS, Exchange, build_prompt
-from rag.retrieve import Filters, Hit, search
-from rag.settings import Effort, Settings
-from rag.support import SupportScorer
+from rag.index.index import Index
+from rag.llm.chat import INCOMPLETE, ChatModel, Delta, Usage
+from rag.records import Citation, Effort, Filters, Hit
+from rag.search.retrieve import search
+from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
 

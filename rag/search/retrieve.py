@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import Literal
 
-from rag.embedder import Vectors
-from rag.fusion import cap_per_group, convex_combination, reciprocal_rank_fusion
-from rag.index import Index
+from rag.index.index import Index
+from rag.records import Filters, Hit, Vectors
+from rag.search.fusion import cap_per_group, convex_combination, reciprocal_rank_fusion
 
 # Re-exported: callers of `search` name its tuning type from here.
 from rag.settings import RetrievalSettings as RetrievalSettings
@@ -30,69 +30,6 @@ STOP_WORDS = frozenset(
 )
 _TERM = re.compile(r"[^\W_]+", re.UNICODE)
 _ALPHA_DIGIT = re.compile(r"\d+|[^\W\d_]+", re.UNICODE)
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One retrieved passage, with everything needed to cite it."""
-
-    rank: int  # 1-based, best first
-    score: float  # higher is better: cosine similarity (dense), BM25 (lexical) or fused RRF score (hybrid)
-    path: str
-    page_start: int
-    page_end: int
-    chunk_id: str
-    text: str
-    headings: tuple[str, ...] = ()
-    # Cosine similarity of the query and this chunk when the dense arm ranked it (None otherwise). Unlike
-    # the fused score it means the same in every search, so "is anything relevant?" can be asked of it.
-    similarity: float | None = None
-
-    @property
-    def pages_label(self) -> str:
-        if self.page_start == self.page_end:
-            return f"p. {self.page_start}"
-        return f"pp. {self.page_start}–{self.page_end}"
-
-    def to_json(self) -> dict[str, object]:
-        data = asdict(self)
-        data["headings"] = list(self.headings)
-        return data
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Limit a search to a folder, file types and/or a file-name glob."""
-
-    folder: str | None = None
-    kinds: tuple[str, ...] = ()  # "pdf", "text", "markdown", "html", "docx"
-    name_glob: str | None = None  # matched against the file name, e.g. "*2022*"
-    document_ids: tuple[str, ...] = ()  # only these documents (the ones a question names)
-
-    def sql(self) -> tuple[str, list[object]]:
-        """The condition on `d` (documents) that applies these filters, with its parameters."""
-        clauses: list[str] = []
-        parameters: list[object] = []
-        if self.folder:
-            prefix = self.folder.rstrip("/") + "/"
-            clauses.append("substr(d.path, 1, ?) = ?")
-            parameters += [len(prefix), prefix]
-        if self.kinds:
-            clauses.append(f"d.kind IN ({','.join('?' * len(self.kinds))})")
-            parameters += list(self.kinds)
-        if self.name_glob:
-            # GLOB on the name only: the last path component, case-insensitively like most desktops.
-            clauses.append("lower(replace(d.path, rtrim(d.path, replace(d.path, '/', '')), '')) GLOB ?")
-            parameters.append(self.name_glob.lower())
-        if self.document_ids:
-            clauses.append(f"d.id IN ({','.join('?' * len(self.document_ids))})")
-            parameters += list(self.document_ids)
-        return " AND ".join(clauses), parameters
-
-    @property
-    def active(self) -> bool:
-        return bool(self.folder or self.kinds or self.name_glob or self.document_ids)
-
 
 def query_terms(query: str, drop_stop_words: bool = True) -> list[str]:
     """The query's words for BM25, lower-cased, without stop words (unless that would leave none), plus two
@@ -115,7 +52,6 @@ def query_terms(query: str, drop_stop_words: bool = True) -> list[str]:
         for size in range(2, len(run) + 1):
             extra += ["".join(run[start : start + size]).lower() for start in range(len(run) - size + 1)]
     return list(dict.fromkeys(terms + extra))
-
 
 def _capitalised_runs(query: str, longest: int = 4) -> list[list[str]]:
     """Runs of capitalised, letters-only words separated by nothing but spaces (names), each at most
@@ -141,21 +77,18 @@ def _capitalised_runs(query: str, longest: int = 4) -> list[list[str]]:
         runs.append(current[:longest])
     return runs
 
-
 def dense_ranking(index: Index, vector: Vectors, depth: int, filters: Filters) -> list[tuple[str, float]]:
     # Over-fetch when filtering, since the filter applies after the nearest-neighbour search.
     nearest = index.vectors.query(vector, depth * (4 if filters.active else 1) + 10, filters.document_ids)
-    where, parameters = filters.sql()
-    known = index.catalog.chunk_documents([chunk_id for chunk_id, _ in nearest], where, parameters)
+    known = index.catalog.chunk_documents([chunk_id for chunk_id, _ in nearest], filters)
     return [(chunk_id, score) for chunk_id, score in nearest if chunk_id in known][:depth]
 
 
 def lexical_ranking(
     index: Index, query: str, depth: int, filters: Filters, tuning: RetrievalSettings
 ) -> list[tuple[str, float]]:
-    where, parameters = filters.sql()
     terms = query_terms(query, tuning.drop_stop_words)
-    return index.catalog.lexical_search(terms, depth, tuning.bm25_weights, where, parameters)
+    return index.catalog.lexical_search(terms, depth, tuning.bm25_weights, filters)
 
 
 def named_documents(index: Index, query: str, minimum: int) -> tuple[str, ...]:
@@ -168,7 +101,6 @@ def named_documents(index: Index, query: str, minimum: int) -> tuple[str, ...]:
         return ()
     return tuple(sorted(doc_id for doc_id, count in counts.items() if count == best))
 
-
 # The lexical arm runs here while the calling thread embeds the query and asks Chroma: SQLite, ONNX Runtime
 # and Chroma all release the GIL, so a hybrid search takes about as long as its slower arm, not the sum.
 # Made on first use, closed by close_lexical_pool() (the page's service does on close); a search after that
@@ -176,14 +108,12 @@ def named_documents(index: Index, query: str, minimum: int) -> tuple[str, ...]:
 _LEXICAL_POOL: ThreadPoolExecutor | None = None
 _LEXICAL_POOL_LOCK = threading.Lock()
 
-
 def _lexical_pool() -> ThreadPoolExecutor:
     global _LEXICAL_POOL
     with _LEXICAL_POOL_LOCK:
         if _LEXICAL_POOL is None:
             _LEXICAL_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="archivist-lexical")
         return _LEXICAL_POOL
-
 
 def close_lexical_pool() -> None:
     """End the lexical arm's threads (after the searches in flight); the next search starts new ones."""
@@ -194,7 +124,6 @@ def close_lexical_pool() -> None:
         pool.shutdown(wait=True)
 
 Ranking = list[tuple[str, float]]
-
 
 def search(
     index: Index,
@@ -238,7 +167,6 @@ def search(
     rest = [hit for hit in _fused_hits(index, rankings[0], k + len(first), mode, tuning, similarity)
             if hit.chunk_id not in seen]
     return [replace(hit, rank=rank) for rank, hit in enumerate([*first, *rest][:k], start=1)]
-
 
 def _fused_hits(
     index: Index, rankings: list[Ranking], k: int, mode: Mode, tuning: RetrievalSettings,

@@ -20,9 +20,9 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
-from rag.embedder import Vectors
 from rag.errors import ConfigError
-from rag.paths import display_text, load_path, store_path
+from rag.index.paths import display_text, load_path, store_path
+from rag.records import Filters, Vectors
 
 logger = logging.getLogger(__name__)
 
@@ -247,6 +247,29 @@ def _chunk(row: sqlite3.Row) -> ChunkRow:
         text_hash=row["text_hash"],
         path=load_path(row["path"]) if "path" in row.keys() else "",  # noqa: SIM118 (sqlite3.Row has no __contains__)
     )
+
+
+def filter_condition(filters: Filters | None) -> tuple[str, list[object]]:
+    """The SQL condition on `d` (documents) that applies `filters`, with its parameters ('' when none)."""
+    if filters is None:
+        return "", []
+    clauses: list[str] = []
+    parameters: list[object] = []
+    if filters.folder:
+        prefix = filters.folder.rstrip("/") + "/"
+        clauses.append("substr(d.path, 1, ?) = ?")
+        parameters += [len(prefix), prefix]
+    if filters.kinds:
+        clauses.append(f"d.kind IN ({','.join('?' * len(filters.kinds))})")
+        parameters += list(filters.kinds)
+    if filters.name_glob:
+        # GLOB on the name only: the last path component, case-insensitively like most desktops.
+        clauses.append("lower(replace(d.path, rtrim(d.path, replace(d.path, '/', '')), '')) GLOB ?")
+        parameters.append(filters.name_glob.lower())
+    if filters.document_ids:
+        clauses.append(f"d.id IN ({','.join('?' * len(filters.document_ids))})")
+        parameters += list(filters.document_ids)
+    return " AND ".join(clauses), parameters
 
 
 class Catalog:
@@ -491,14 +514,13 @@ class Catalog:
         terms: Sequence[str],
         limit: int,
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-        where: str = "",
-        parameters: Sequence[object] = (),
+        filters: Filters | None = None,
     ) -> list[tuple[str, float]]:
-        """Chunks matching any of `terms` by BM25 over (text, headings, title), best first, as (id, score).
-
-        `where` is an extra SQL condition on `d` (documents) and `c` (chunks), with its `parameters`."""
+        """Chunks matching any of `terms` by BM25 over (text, headings, title), best first, as (id, score),
+        of the documents that pass `filters`."""
         if not terms or limit <= 0:
             return []
+        where, parameters = filter_condition(filters)
         match = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
         if where:
             # Filtered: the filter has to apply before the limit, so every match is joined.
@@ -545,8 +567,9 @@ class Catalog:
                 self._title_index = (version, postings)
             return self._title_index[1]
 
-    def chunk_documents(self, ids: Sequence[str], where: str = "", parameters: Sequence[object] = ()) -> dict[str, str]:
-        """Chunk id -> document id, for the ids that pass `where` (same form as in lexical_search)."""
+    def chunk_documents(self, ids: Sequence[str], filters: Filters | None = None) -> dict[str, str]:
+        """Chunk id -> document id, for the ids whose documents pass `filters`."""
+        where, parameters = filter_condition(filters)
         found: dict[str, str] = {}
         with self._lock:
             for start in range(0, len(ids), 500):

@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 
 from rag.errors import LLMError, LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
-from rag.llm import INCOMPLETE, ChatModel, Delta, IdleCloser, Message, StreamEvent, Usage
-from rag.settings import Effort, Settings
+from rag.llm.chat import INCOMPLETE, ChatModel, Delta, IdleCloser, Message, StreamEvent, Usage
+from rag.records import Effort
+from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The grounded prompt: a harmony conversation of rules, earlier turns, numbered sources and the question.
 
 The rules are the developer part's `# Instructions` (sent as `system` through chat APIs, see
-`rag.harmony.chat_messages`); the sources are quoted in the user turn as data, with harmony's control tokens
+`rag.llm.harmony.chat_messages`); the sources are quoted in the user turn as data, with harmony's control tokens
 made inert, so a document can neither forge a message nor change the rules. Passages are packed to fit the
 context window with an estimate of gpt-oss's token count that errs high (its tokenizer file is not
 available offline), leaving room for the reasoning and the answer.
@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import PurePath
 
-from rag.citations import strip_citations
+from rag.answer.citations import strip_citations
 from rag.errors import QuestionTooLong
-from rag.harmony import Conversation, SystemPart, Turn, chat_messages, render_for_completion
-from rag.retrieve import Hit
-from rag.settings import Effort
+from rag.llm.harmony import Conversation, SystemPart, Turn, chat_messages, render_for_completion
+from rag.records import Effort, Hit
 
 NOT_IN_DOCUMENTS = "I could not find the answer in your documents."
 

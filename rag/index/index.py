@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.catalog import EMBEDDING_CACHE_MAX, Catalog, ChunkRow, DocumentRow
-from rag.embedder import Embedder, Vectors
-from rag.vectors import Metadata, VectorStore
+from rag.index.catalog import EMBEDDING_CACHE_MAX, Catalog, ChunkRow, DocumentRow
+from rag.index.embedder import Embedder
+from rag.index.vectors import Metadata, VectorStore
+from rag.records import Vectors
 
 logger = logging.getLogger(__name__)
 
@@ -466,7 +467,7 @@ def open_index(
 ) -> Index:
     """The index in `data_dir`: the catalog file plus Chroma's folder, created on first use; with
     `chroma_url`, the vectors live on that Chroma server instead."""
-    from rag.vectors import ChromaServerVectorStore, ChromaVectorStore
+    from rag.index.vectors import ChromaServerVectorStore, ChromaVectorStore
 
     if vectors is None:
         name = model_name or (embedder.name if isinstance(embedder, Embedder) else "all-MiniLM-L6-v2")

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from rag.citations import Citation, strip_citations, valid_numbers
-from rag.retrieve import Hit
-from rag.sentences import split_sentences
-from rag.support import SupportMatch, SupportScorer
+from rag.answer.citations import strip_citations, valid_numbers
+from rag.answer.sentences import split_sentences
+from rag.answer.support import SupportMatch, SupportScorer
+from rag.records import Citation, Hit
 
 Status = Literal["supported", "unsupported", "uncited"]
 

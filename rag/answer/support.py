@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.citations import strip_citations
-from rag.embedder import Embedder, Vectors
-from rag.sentences import Sentence, split_sentences
+from rag.answer.citations import strip_citations
+from rag.answer.sentences import Sentence, split_sentences
+from rag.index.embedder import Embedder
+from rag.records import Vectors
 from rag.settings import SupportSettings
 
 # Logistic regression over the features, fitted on the sentences of SciFact train's evidence abstracts (a gold
@@ -66,7 +67,7 @@ _FRAMING = re.compile(
     r"|to (determine|assess|investigate|examine|evaluate|test|explore|compare|identify)"
     r"|(aim|purpose|objective|goal)s? of)\b"
 )
-_PARAGRAPH = re.compile(r"[^\n]+(?:\n(?!\s*\n)[^\n]*)*")  # as rag.sentences splits paragraphs
+_PARAGRAPH = re.compile(r"[^\n]+(?:\n(?!\s*\n)[^\n]*)*")  # as rag.answer.sentences splits paragraphs
 _LIST_MARKER = re.compile(r"^\s*([-*•·▪–]|\(?\d+[.)]|\(?[a-z][.)])\s")
 
 

@@ -1,30 +1,13 @@
 """Citations are data: parse `[n]` keys out of an answer; a Citation ties one to its passage, file and page
-(`rag.grounding` makes them, with the supporting quote)."""
+(`rag.answer.grounding` makes them, with the supporting quote)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
 
 # [1]  [1, 2]  [1][2]  and gpt-oss's own 【1】 / 【1†L3-L5】
 _BRACKETS = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _LENTICULAR = re.compile(r"【(\d+)(?:†[^】]*)?】")
-
-
-@dataclass(frozen=True)
-class Citation:
-    n: int
-    path: str
-    page_start: int
-    page_end: int
-    chunk_id: str
-    quote: str  # the sentence of the passage that best supports what cites it
-    quote_start: int = 0  # offsets of the quote in the passage's text
-    quote_end: int = 0
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
-
 
 def citation_numbers(text: str) -> list[int]:
     """Every cited number in order of first appearance (unvalidated)."""
@@ -35,11 +18,9 @@ def citation_numbers(text: str) -> list[int]:
     found.sort(key=lambda pair: pair[0])
     return list(dict.fromkeys(n for _, n in found))
 
-
 def valid_numbers(text: str, source_count: int) -> list[int]:
     """Cited numbers that name a real source; others are dropped."""
     return [n for n in citation_numbers(text) if 1 <= n <= source_count]
-
 
 def strip_citations(text: str) -> str:
     """The text without its citation marks (and the space before each): "Up 5% [1]." -> "Up 5%."."""

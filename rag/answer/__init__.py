@@ -1,0 +1,1 @@
+"""Answering: the prompt, follow-ups, citations, grounding and support of each sentence."""

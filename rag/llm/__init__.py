@@ -1,0 +1,1 @@
+"""The language model clients: the chat interface, Ollama, OpenAI-compatible servers, harmony."""

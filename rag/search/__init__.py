@@ -1,0 +1,1 @@
+"""Finding passages: dense, lexical and fused retrieval."""
