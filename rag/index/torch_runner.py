@@ -19,7 +19,8 @@ class TorchRunner:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" would clutter the CLI's stderr
+        # "Loading weights" would clutter the CLI's stderr
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         if threads:
             torch.set_num_threads(threads)
         logger.info("loading embedding model from %s (torch, fp32)", model_dir)

@@ -1,5 +1,6 @@
-"""Language models that stream a reply as reasoning and answer: one interface and Ollama behind it (the
-OpenAI-compatible client is rag/llm/openai_compatible.py; the scripted fake for tests is tests/fakes.py)."""
+"""Language models that stream a reply as reasoning and answer: the one interface (`ChatModel`) and its
+records. Behind it: Ollama (rag/llm/ollama.py) and any OpenAI-compatible server
+(rag/llm/openai_compatible.py); the scripted fake for tests is tests/fakes.py."""
 
 from __future__ import annotations
 
