@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -24,6 +25,29 @@ SHARED_DATA_ABSENT = "the shared data folder is absent"  # ../shared (or ARCHIVI
 NEEDS_ROOT = "needs root"  # e.g. a network namespace (unshare --net), when not running as root
 NOT_AS_ROOT = "cannot run as root"  # a test that means nothing with root's powers (none today: see unprivileged)
 DOCUMENTED_SKIPS = (SHARED_DATA_ABSENT, NEEDS_ROOT, NOT_AS_ROOT)
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+ClosableT = TypeVar("ClosableT", bound=Closable)
+
+_opened: list[Closable] = []
+
+
+def closed_after_the_test(client: ClosableT) -> ClosableT:
+    """Every client a test makes this way is closed after it: its pooled connections would otherwise be
+    left open (an unclosed socket is an error in the tests)."""
+    _opened.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def close_the_clients() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
 
 
 @pytest.fixture(autouse=True)

@@ -11,12 +11,6 @@ are from the top overall); `upsert` of a stored id replaces its vector and metad
 from __future__ import annotations
 
 import gc
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,48 +20,15 @@ import pytest
 
 from rag import offline  # noqa: F401  (must precede chromadb)
 from rag.index.vectors import ChromaServerVectorStore, ChromaVectorStore, VectorStore
-from tests.conftest import subprocess_env
+from tests.chroma_server import running_chroma_server
 from tests.fakes import InMemoryVectorStore
-from tests.ollama_standin import free_port
-
-CHROMA = Path(sys.executable).with_name("chroma")
 
 
 @pytest.fixture(scope="module")
 def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`chroma run` on a free loopback port, telemetry off; stopped with its process group afterwards
-    (as in tests/integration/test_chroma_server.py)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("chroma-log") / "server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(CHROMA), "run", "--path", str(tmp_path_factory.mktemp("chroma-server")), "--host", "127.0.0.1",
-             "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env=subprocess_env(ANONYMIZED_TELEMETRY="FALSE"),
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"chroma run did not come up: {log.read_text()}")
-            time.sleep(0.2)
+    """`chroma run` for the server store (tests/chroma_server.py)."""
+    with running_chroma_server(tmp_path_factory.mktemp("chroma-server")) as url:
         yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
 
 
 @pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.slow), "in-memory"])

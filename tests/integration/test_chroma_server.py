@@ -4,12 +4,8 @@ ingesting, searching and reconciling against it as real subprocesses."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,13 +18,13 @@ from rag.errors import ConfigError, VectorServerUnavailable
 from rag.index.embedder import model_name_for
 from rag.index.vectors import ChromaServerVectorStore
 from rag.settings import parse_chroma_url
+from tests.chroma_server import running_chroma_server
 from tests.conftest import subprocess_env
 from tests.ollama_standin import free_port
 from tests.pdf_factory import text_pdf
 
 pytestmark = pytest.mark.slow
 
-CHROMA = Path(sys.executable).with_name("chroma")
 
 
 def archivist(*args: str, data_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -40,39 +36,9 @@ def archivist(*args: str, data_dir: Path, env: dict[str, str]) -> subprocess.Com
 
 @pytest.fixture(scope="module")
 def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Chroma server on a free loopback port, telemetry off, stopped (with its whole process
-    group) afterwards."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("chroma-log") / "server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(CHROMA), "run", "--path", str(tmp_path_factory.mktemp("chroma-server")), "--host", "127.0.0.1",
-             "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env=subprocess_env(ANONYMIZED_TELEMETRY="FALSE"),
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"chroma run did not come up: {log.read_text()}")
-            time.sleep(0.2)
+    """A real Chroma server on a free loopback port (tests/chroma_server.py)."""
+    with running_chroma_server(tmp_path_factory.mktemp("chroma-server")) as url:
         yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
 
 
 @contextmanager

@@ -4,33 +4,17 @@ every failure turned into one actionable message."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TypeVar
 
 import pytest
 
 from rag.errors import LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
-from rag.llm.chat import INCOMPLETE, ChatModel, Delta, Usage
+from rag.llm.chat import INCOMPLETE, Delta, Usage
 from rag.llm.ollama import OllamaChat
 from rag.settings import load_settings
+from tests.conftest import closed_after_the_test
 from tests.ollama_standin import OllamaStandIn, ScriptedReply, free_port
 
 MESSAGES = [{"role": "system", "content": "Rules."}, {"role": "user", "content": "Which port?"}]
-ChatT = TypeVar("ChatT", bound=ChatModel)
-
-_opened: list[ChatModel] = []
-
-
-def closed_after_the_test(chat: ChatT) -> ChatT:
-    """Every client a test makes is closed after it: its pooled connections would otherwise be left open."""
-    _opened.append(chat)
-    return chat
-
-
-@pytest.fixture(autouse=True)
-def close_the_clients() -> Iterator[None]:
-    yield
-    while _opened:
-        _opened.pop().close()
 
 
 @pytest.fixture

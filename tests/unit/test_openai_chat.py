@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import TypeVar
 
 import httpx
 import pytest
 
 from rag.errors import LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
 from rag.factory import make_chat
-from rag.llm.chat import INCOMPLETE, ChatModel, Delta, StreamEvent, Usage
+from rag.llm.chat import INCOMPLETE, Delta, StreamEvent, Usage
 from rag.llm.ollama import OllamaChat
 from rag.llm.openai_compatible import OpenAIChat
 from rag.settings import Settings, load_settings
+from tests.conftest import closed_after_the_test
 from tests.ollama_standin import free_port
 from tests.openai_standin import DEFAULT_MODEL, OpenAIStandIn, ScriptedReply
 
@@ -23,22 +23,6 @@ MESSAGES = [
     {"role": "user", "content": "[1] Ollama listens on port 11434.\n\nQuestion: Which port does Ollama use?"},
 ]
 
-ChatT = TypeVar("ChatT", bound=ChatModel)
-
-_opened: list[ChatModel] = []
-
-
-def closed_after_the_test(chat: ChatT) -> ChatT:
-    """Every client a test makes is closed after it: its pooled connections would otherwise be left open."""
-    _opened.append(chat)
-    return chat
-
-
-@pytest.fixture(autouse=True)
-def close_the_clients() -> Iterator[None]:
-    yield
-    while _opened:
-        _opened.pop().close()
 
 
 @pytest.fixture
