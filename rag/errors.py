@@ -34,6 +34,8 @@
         ├── ModelMissing            server up, model not pulled
         ├── LLMTimeout
         └── LLMResponseError        the server answered with an error
+            ├── ToolsUnsupported    the server or model does not take tools (research mode falls back to one shot)
+            └── MalformedToolCall   the server could not parse the model's tool call (retried once)
 
 The faces (CLI, UI) catch ArchivistError in exactly one place each and show `str(error)`. Every class is
 defined here and drawn above (tests/unit/test_errors.py compares the drawing with the classes).
@@ -185,3 +187,11 @@ class LLMTimeout(LLMError):
 
 class LLMResponseError(LLMError):
     pass
+
+
+class ToolsUnsupported(LLMResponseError):
+    """The server or model refused a request that offered tools: research mode answers in one shot instead."""
+
+
+class MalformedToolCall(LLMResponseError):
+    """The server could not parse the tool call the model wrote (Ollama: HTTP 500 `error parsing tool call`)."""

@@ -169,10 +169,57 @@ class ChunkingSettings:
         "its text, so boundaries fall in the same places after an edit.",
     )
 
+@dataclass(frozen=True, config=_SECTION_CONFIG)
+class ContextSettings:
+    """What quick mode gives the model to read (rag/answer/packing.py), and the first read of research mode."""
+
+    share: float = Field(
+        default=0.5,
+        gt=0,
+        le=0.9,
+        description="Share of the context window (num_ctx) the sources may fill; the rest holds the rules, the "
+        "conversation and the reply.",
+    )
+    candidates: int = Field(
+        default=60, ge=1, le=500, description="Passages retrieved to choose from when packing the prompt."
+    )
+    merge_neighbours: bool = Field(
+        default=True,
+        description="Join neighbouring passages of one page or section into one source, so the model reads "
+        "whole tables and paragraphs.",
+    )
+
+
+@dataclass(frozen=True, config=_SECTION_CONFIG)
+class ResearchSettings:
+    """Research mode: the model searches, opens, finds and calculates with tools (rag/answer/research.py)."""
+
+    mode: Literal["quick", "research"] = Field(
+        default="research",
+        description="research: the model may search, open, find and calculate before it answers (when the model "
+        "takes tools); quick: one answer from the packed sources.",
+    )
+    max_steps: int = Field(default=8, ge=0, le=64, description="Most tool calls in one answer.")
+    max_seconds: float = Field(
+        default=600.0, gt=0, description="Longest time the research may take before the model must answer."
+    )
+    result_passages: int = Field(default=8, ge=1, le=50, description="Passages one search returns to the model.")
+    page_lines: int = Field(default=60, ge=5, le=500, description="Lines one opened page view shows the model.")
+    sandbox_cpu_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="CPU time one calculation may use in the sandbox."
+    )
+    sandbox_memory_mb: int = Field(default=256, ge=32, le=4096, description="Memory one calculation may use.")
+    sandbox_output_chars: int = Field(
+        default=4000, ge=100, le=100_000, description="Characters of a calculation's output sent back to the model."
+    )
+
+
 SECTIONS: dict[str, type[Any]] = {
     "retrieval": RetrievalSettings,
     "support": SupportSettings,
     "chunking": ChunkingSettings,
+    "context": ContextSettings,
+    "research": ResearchSettings,
 }
 # The names the chunking settings had when they were top-level; still read from the environment (the README
 # documented them) and as keyword arguments.
@@ -270,6 +317,16 @@ class Settings(BaseSettings):
         default_factory=SupportSettings,
         description="How answer sentences are checked against their sources. ARCHIVIST_SUPPORT__<FIELD>, or the "
         "settings file's \"support\" section.",
+    )
+    context: ContextSettings = Field(
+        default_factory=ContextSettings,
+        description="What the model is given to read. ARCHIVIST_CONTEXT__<FIELD>, or the settings file's "
+        "\"context\" section.",
+    )
+    research: ResearchSettings = Field(
+        default_factory=ResearchSettings,
+        description="Research mode and its limits. ARCHIVIST_RESEARCH__<FIELD>, or the settings file's "
+        "\"research\" section.",
     )
     # Ingest
     chunking: ChunkingSettings = Field(

@@ -19,7 +19,7 @@ import numpy as np
 from rag.errors import LLMError
 from rag.index.embedder import Embedder
 from rag.index.vectors import Metadata, VectorStore
-from rag.llm.chat import ChatModel, Delta, Message, StreamEvent, Usage
+from rag.llm.chat import ChatModel, Delta, Message, StreamEvent, ToolSpec, Usage
 from rag.records import Effort, Vectors
 
 
@@ -94,7 +94,9 @@ class ScriptedChat(ChatModel):
     def enqueue(self, content: str, thinking: str = "", **kwargs: Any) -> None:
         self.replies.append(ScriptedReply(thinking=thinking, content=content, **kwargs))
 
-    def stream(self, messages: Sequence[Message], effort: Effort) -> Iterator[StreamEvent]:
+    def stream(
+        self, messages: Sequence[Message], effort: Effort, tools: Sequence[ToolSpec] = ()
+    ) -> Iterator[StreamEvent]:
         self.history.append(([dict(m) for m in messages], effort))
         reply = self.replies.popleft() if self.replies else ScriptedReply(content="")
         for word in reply.thinking.split(" ") if reply.thinking else []:

@@ -9,13 +9,46 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from rag.records import Effort
 
 logger = logging.getLogger(__name__)
 
-Message = dict[str, str]
+# A chat message in Archivist's backend-neutral form; each backend writes it in its own wire format:
+#   {"role": "system" | "user", "content": str}
+#   {"role": "assistant", "content": str, "thinking": str (optional), "tool_calls": list[ToolCall] (optional)}
+#   {"role": "tool", "name": <ToolSpec.name>, "call_id": <ToolCall.id>, "content": str}   (a tool's result)
+# The assistant's `thinking` is sent back only between the tool calls of one turn (harmony keeps reasoning
+# across tool calls and drops it after a final answer); the research loop decides what it keeps.
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool offered to the model. `name` is Archivist's own (letters, digits, `_`: valid everywhere);
+    `trained_name` is the name gpt-oss was trained with (`browser.search`, `python`), which a backend that can
+    pass it through to the model's built-in tools (Ollama) uses instead. Tool calls come back under `name`."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]  # JSON Schema of the arguments object
+    trained_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The model asks for a tool. Arrives in the stream before the Usage that ends the reply.
+
+    `name` is mapped back to the ToolSpec's `name` when the model used the trained name. `arguments` is the
+    parsed object; when the server sent text that is not a JSON object, `arguments` is empty and
+    `arguments_error` says what was wrong (the loop answers it as a tool error)."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    id: str = ""  # OpenAI-compatible servers' tool_call_id; Ollama has none (results go back by name)
+    arguments_error: str = ""
 
 @dataclass(frozen=True)
 class Delta:
@@ -34,7 +67,7 @@ class Usage:
 
 INCOMPLETE = "incomplete"  # Usage.done_reason of a reply whose stream ended before the server said it was done
 
-StreamEvent = Delta | Usage
+StreamEvent = Delta | ToolCall | Usage
 
 class IdleCloser:
     """Closes a client once no reply streams through it any more: a chat model replaced on the Settings page
@@ -76,7 +109,17 @@ class ChatModel(ABC):
     where: str  # for messages: the URL or description of the server
 
     @abstractmethod
-    def stream(self, messages: Sequence[Message], effort: Effort) -> Iterator[StreamEvent]: ...
+    def stream(
+        self, messages: Sequence[Message], effort: Effort, tools: Sequence[ToolSpec] = ()
+    ) -> Iterator[StreamEvent]:
+        """Stream one reply. With `tools`, the reply may end in ToolCall events instead of (or after) an
+        answer. A server or model that refuses tools raises ToolsUnsupported; a tool call the server could not
+        parse (Ollama's HTTP 500 `error parsing tool call`) raises MalformedToolCall."""
+
+    def supports_tools(self) -> bool:
+        """Whether the model is known to take tools. True unless the server says otherwise (Ollama's
+        /api/show capabilities); a server that then refuses `tools` raises ToolsUnsupported on the request."""
+        return True
 
     def check(self) -> None:  # noqa: B027 (optional: a fake has nothing to check)
         """Raise the LLMError a request would raise (server down, model missing), cheaply and early."""

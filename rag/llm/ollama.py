@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from rag.errors import LLMError, LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
-from rag.llm.chat import INCOMPLETE, ChatModel, Delta, IdleCloser, Message, StreamEvent, Usage, logger
+from rag.llm.chat import INCOMPLETE, ChatModel, Delta, IdleCloser, Message, StreamEvent, ToolSpec, Usage, logger
 from rag.records import Effort
 from rag.settings import Settings
 
@@ -55,7 +55,9 @@ class OllamaChat(ChatModel):
         if self.model not in installed and f"{self.model}:latest" not in installed:
             raise self._missing()
 
-    def stream(self, messages: Sequence[Message], effort: Effort) -> Iterator[StreamEvent]:
+    def stream(
+        self, messages: Sequence[Message], effort: Effort, tools: Sequence[ToolSpec] = ()
+    ) -> Iterator[StreamEvent]:
         import ollama
 
         try:

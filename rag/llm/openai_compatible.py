@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from rag.errors import LLMError, LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
-from rag.llm.chat import INCOMPLETE, ChatModel, Delta, IdleCloser, Message, StreamEvent, Usage
+from rag.llm.chat import INCOMPLETE, ChatModel, Delta, IdleCloser, Message, StreamEvent, ToolSpec, Usage
 from rag.records import Effort
 from rag.settings import Settings
 
@@ -73,7 +73,9 @@ class OpenAIChat(ChatModel):
         if served and self.model not in served:
             logger.info("%s serves only %s; using it for %s", self.where, served[0], self.model)
 
-    def stream(self, messages: Sequence[Message], effort: Effort) -> Iterator[StreamEvent]:
+    def stream(
+        self, messages: Sequence[Message], effort: Effort, tools: Sequence[ToolSpec] = ()
+    ) -> Iterator[StreamEvent]:
         url = f"{self.base_url}/chat/completions"
         body = self.request_body(messages, effort)
         logger.debug("POST %s model=%s effort=%s messages=%d", url, self.model, effort, len(messages))
