@@ -21,6 +21,7 @@ from rag.index.embedder import Embedder
 from rag.index.vectors import Metadata, VectorStore
 from rag.llm.chat import ChatModel, Delta, Message, StreamEvent, ToolSpec, Usage
 from rag.records import Effort, Vectors
+from rag.tools.calculator import Calculation, Calculator
 
 
 class InMemoryVectorStore(VectorStore):
@@ -133,3 +134,19 @@ class HashingEmbedder(Embedder):
 
     def count_tokens(self, text: str) -> int:
         return len(_WORD.findall(text))
+
+
+@dataclass
+class ScriptedCalculator(Calculator):
+    """Returns queued results, and keeps every code it was given in `runs`; without a queued result it
+    answers with an error saying so (so a test that forgot to script it fails visibly)."""
+
+    results: deque[Calculation] = field(default_factory=deque)
+    runs: list[str] = field(default_factory=list)
+
+    def enqueue(self, output: str, error: str = "") -> None:
+        self.results.append(Calculation(output=output, error=error))
+
+    def run(self, code: str) -> Calculation:
+        self.runs.append(code)
+        return self.results.popleft() if self.results else Calculation("", error="no scripted result")
