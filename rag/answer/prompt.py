@@ -99,7 +99,7 @@ def neutralise(text: str) -> str:
 
 
 def source_label(hit: Hit) -> str:
-    label = f"{PurePath(hit.path).name}, {hit.pages_label}"
+    label = f"{PurePath(hit.path).name} — {hit.pages_label}"
     if hit.headings:
         label += f" ({' > '.join(hit.headings)})"
     return label

@@ -46,8 +46,8 @@ def test_rules_go_as_system_and_sources_and_question_in_the_user_turn() -> None:
     assert system == {"role": "system", "content": GROUNDING_RULES}  # Ollama drops role "developer"
     assert user["role"] == "user"
     assert re.findall(r"^\[(\d+)\] ", user["content"], flags=re.MULTILINE) == ["1", "2"]
-    assert "[1] file1.pdf, p. 1\n<source>\nOllama listens on 11434.\n</source>" in user["content"]
-    assert "[2] file2.pdf, p. 3\n<source>\nChroma uses 8000.\n</source>" in user["content"]
+    assert "[1] file1.pdf — p. 1\n<source>\nOllama listens on 11434.\n</source>" in user["content"]
+    assert "[2] file2.pdf — p. 3\n<source>\nChroma uses 8000.\n</source>" in user["content"]
     assert user["content"].endswith("Question: Which port?")
     assert NOT_IN_DOCUMENTS in GROUNDING_RULES
 
