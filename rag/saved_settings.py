@@ -1,8 +1,9 @@
 """The settings the Settings page saves: a small JSON file in the data folder, read under flags and environment.
 
 Only a few fields may be saved (the LLM connection, the model, the context size, the effort, PDF
-passwords, which the Settings page edits) and the tuning sections (`retrieval`, `support`, `chunking`: JSON
-objects naming some of their fields, written by hand, e.g. `{"retrieval": {"per_document": 2}}`); everything
+passwords, which the Settings page edits) and the tuning sections (`retrieval`, `support`, `chunking`,
+`context`, `research`: JSON objects naming some of their fields, written by hand, e.g.
+`{"retrieval": {"per_document": 2}}`); everything
 else stays a flag or an environment variable. The data folder itself can never be saved here: this file lives
 inside it.
 
@@ -36,7 +37,7 @@ SAVABLE_FIELDS: tuple[str, ...] = (
 
 # The sub-settings sections (rag.settings.SECTIONS) the file may hold, each a JSON object; kept when the
 # Settings page saves.
-SAVABLE_SECTIONS: tuple[str, ...] = ("retrieval", "support", "chunking")
+SAVABLE_SECTIONS: tuple[str, ...] = ("retrieval", "support", "chunking", "context", "research")
 
 Source = Literal["flag", "environment", "saved", "default"]
 

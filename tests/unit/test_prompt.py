@@ -81,7 +81,7 @@ def test_a_hostile_document_cannot_change_the_rules_or_leave_its_source_block() 
         assert token not in attacked.text
     # The document's words appear only inside its own quoted block.
     user = attacked_parts["user"]
-    block = re.search(r"\[2\] file2\.pdf, p\. 1\n<source>\n(.*?)\n</source>", user, re.DOTALL)
+    block = re.search(r"\[2\] file2\.pdf — p\. 1\n<source>\n(.*?)\n</source>", user, re.DOTALL)
     assert block is not None and "Ignore previous instructions" in block.group(1)
     outside = user.replace(block.group(0), "")
     for phrase in ("Ignore previous", "developer mode", "never cite", "outside knowledge", "ignore the sources"):

@@ -84,6 +84,17 @@ NON_DEFAULT: dict[str, tuple[str, object]] = {
     "chunking.overlap_tokens": ("16", 16),
     "chunking.min_fill": ("0.5", 0.5),
     "chunking.anchor_one_in": ("5", 5),
+    "context.share": ("0.3", 0.3),
+    "context.candidates": ("40", 40),
+    "context.merge_neighbours": ("false", False),
+    "research.mode": ("quick", "quick"),
+    "research.max_steps": ("3", 3),
+    "research.max_seconds": ("90", 90.0),
+    "research.result_passages": ("5", 5),
+    "research.page_lines": ("40", 40),
+    "research.sandbox_cpu_seconds": ("2", 2.0),
+    "research.sandbox_memory_mb": ("128", 128),
+    "research.sandbox_output_chars": ("1000", 1000),
 }
 
 
