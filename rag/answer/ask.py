@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import date
 
+# Re-exported: the faces take the answer and its events from here.
+from rag.answer.events import Answer as Answer
+from rag.answer.events import AnswerDelta as AnswerDelta
+from rag.answer.events import AnswerEvent as AnswerEvent
+from rag.answer.events import AnswerRetracted as AnswerRetracted
+from rag.answer.events import Finished as Finished
+from rag.answer.events import PassagesFound as PassagesFound
+from rag.answer.events import ReasoningDelta as ReasoningDelta
+from rag.answer.events import Searching as Searching
+from rag.answer.events import StepTaken as StepTaken
 from rag.answer.followup import accept_rewrite, joined_query, needs_context, rewrite_messages
-from rag.answer.grounding import AnswerSentence, citations_for, ground_sentences
+from rag.answer.grounding import citations_for, ground_sentences
 from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange, build_prompt
 from rag.answer.support import SupportScorer
 from rag.errors import LLMError
 from rag.index.index import Index
 from rag.llm.chat import INCOMPLETE, ChatModel, Delta, Usage
-from rag.records import Citation, Effort, Filters, Hit
+from rag.records import Effort, Filters, Hit
 from rag.search.retrieve import search
 from rag.settings import Settings
 
@@ -31,81 +40,6 @@ logger = logging.getLogger(__name__)
 TRUNCATION_SLACK_TOKENS = 16
 
 
-@dataclass
-class Answer:
-    question: str
-    query: str = ""  # what was searched: the question, made standalone for a follow-up
-    answer: str = ""
-    reasoning: str = ""
-    citations: list[Citation] = field(default_factory=list)
-    sentences: list[AnswerSentence] = field(default_factory=list)
-    passages: list[Hit] = field(default_factory=list)
-    found_relevant: bool = True  # False: nothing relevant was found, and the LLM was not asked
-    prompt_tokens: int | None = None
-    estimated_prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    done_reason: str | None = None
-    truncated: bool = False  # the server cut the prompt to fit its context window
-    notices: list[str] = field(default_factory=list)  # what the person should know about this answer
-
-    @property
-    def unsupported(self) -> list[str]:
-        return [sentence.text for sentence in self.sentences if sentence.status == "unsupported"]
-
-    @property
-    def uncited(self) -> list[str]:
-        return [sentence.text for sentence in self.sentences if sentence.status == "uncited"]
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "question": self.question,
-            "query": self.query,
-            "answer": self.answer,
-            "reasoning": self.reasoning,
-            "found_relevant": self.found_relevant,
-            "citations": [citation.to_json() for citation in self.citations],
-            "sentences": [sentence.to_json() for sentence in self.sentences],
-            "unsupported": self.unsupported,
-            "uncited": self.uncited,
-            "passages": [hit.to_json() for hit in self.passages],
-            "usage": {
-                "prompt_tokens": self.prompt_tokens,
-                "estimated_prompt_tokens": self.estimated_prompt_tokens,
-                "completion_tokens": self.completion_tokens,
-                "truncated": self.truncated,
-                "done_reason": self.done_reason,
-            },
-            "notices": self.notices,
-        }
-
-
-@dataclass(frozen=True)
-class Searching:
-    query: str  # what is searched for (a follow-up made standalone)
-
-
-@dataclass(frozen=True)
-class PassagesFound:
-    passages: list[Hit]
-    relevant: bool = True
-
-
-@dataclass(frozen=True)
-class ReasoningDelta:
-    text: str
-
-
-@dataclass(frozen=True)
-class AnswerDelta:
-    text: str
-
-
-@dataclass(frozen=True)
-class Finished:
-    answer: Answer
-
-
-AnswerEvent = Searching | PassagesFound | ReasoningDelta | AnswerDelta | Finished
 
 
 def is_relevant(hits: Sequence[Hit], threshold: float) -> bool:
