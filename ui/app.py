@@ -19,7 +19,17 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from rag import offline  # noqa: F401  (before anything imports chromadb or sentence_transformers)
-from rag.answer.ask import Answer, AnswerDelta, Finished, PassagesFound, ReasoningDelta
+from rag.answer.ask import (
+    Answer,
+    AnswerDelta,
+    AnswerRetracted,
+    Finished,
+    Mode,
+    PassagesFound,
+    ReasoningDelta,
+    StepTaken,
+)
+from rag.answer.events import Step
 from rag.answer.prompt import Exchange
 from rag.egress import refused_count
 from rag.errors import ArchivistError, LLMError
@@ -53,6 +63,7 @@ class Turn:
     hits: list[Hit] = field(default_factory=list)  # the passages found, shown alone when the LLM failed
     search_only: bool = False
     finished: bool = False  # False when redrawn: the run answering it was cut short (see ask_page)
+    steps: list[Step] = field(default_factory=list)  # research mode's tool calls, as they happened
 
 
 # ----- text helpers -----
@@ -100,6 +111,7 @@ class Controls:
     effort: Effort
     sources: int
     filters: Filters
+    research: bool = True
 
 
 def sidebar(service: ArchivistService) -> Controls:
@@ -117,6 +129,12 @@ def sidebar(service: ArchivistService) -> Controls:
             "Reasoning effort", EFFORTS, index=EFFORTS.index(settings.effort), horizontal=True,
             help="How long gpt-oss thinks before answering: low is fastest, high is most careful.",
         )
+        research = st.toggle(
+            "Research mode", value=settings.research.mode == "research",
+            help="The model may search your library again, open pages, find phrases and calculate before it "
+                 "answers (slower, better for questions that need several places or arithmetic). Off: one answer "
+                 "from the passages found. Needs a model that takes tools, such as gpt-oss.",
+        )
         sources = st.slider("Sources per answer", 1, MAX_SOURCES, min(settings.sources, MAX_SOURCES),
                             help="How many passages the model reads for each question.")
         folder = None
@@ -131,7 +149,7 @@ def sidebar(service: ArchivistService) -> Controls:
         st.caption(f":material/shield: Connections off this machine refused since start: **{refused}**",
                    help="Archivist refuses every connection to another machine except the servers you configured "
                         "(ARCHIVIST_EGRESS_LOG=<file> records each one).")
-    return Controls(effort, sources, Filters(folder=folder, kinds=tuple(kinds)))
+    return Controls(effort, sources, Filters(folder=folder, kinds=tuple(kinds)), research)
 
 
 # ----- one answer -----
@@ -279,6 +297,29 @@ class StreamedText:
             self.draw()
 
 
+def step_line(step: Step, passages: Sequence[Hit] = ()) -> str:
+    """One research step as safe markdown: its summary, and for a calculation the code, its output and where
+    each operand came from (the passage's label, file and page)."""
+    line = plain(step.summary) + (" — *failed*" if step.failed else "")
+    calculation = step.calculation
+    if calculation is None:
+        return f"{step.number}. {line}"
+    parts = [f"{step.number}. {line}", f"    {code(calculation.code.strip())} → {code(calculation.output.strip())}"]
+    for operand, labels in calculation.operands.items():
+        places = []
+        for label in labels[:3]:
+            hit = passages[label - 1] if 0 < label <= len(passages) else None
+            where = f" {code(PurePath(hit.path).name)} {plain(hit.pages_label)}" if hit else ""
+            places.append(f"[{label}]{where}")
+        parts.append(f"    {code(operand)} from " + "; ".join(places))
+    return "  \n".join(parts)
+
+
+def show_steps(steps: Sequence[Step], slot: DeltaGenerator, passages: Sequence[Hit] = ()) -> None:
+    """The research steps, folded like the reasoning."""
+    slot.markdown("\n".join(step_line(step, passages) for step in steps))
+
+
 def show_turn(turn: Turn, key: str) -> None:
     """Redraw a past question and its answer."""
     with st.chat_message("user"):
@@ -286,6 +327,9 @@ def show_turn(turn: Turn, key: str) -> None:
     with st.chat_message("assistant"):
         if turn.reasoning:
             st.expander("Reasoning", expanded=False).markdown(model_text(turn.reasoning))
+        if turn.steps:
+            passages = turn.answer.passages if turn.answer is not None else ()
+            show_steps(turn.steps, st.expander(steps_title(turn.steps), expanded=False).empty(), passages)
         if not turn.finished:
             st.warning("This answer was cut short: the page was redrawn before it finished (a reconnection, or "
                        "another question sent meanwhile). Ask again to get it.", icon=":material/replay:")
@@ -305,13 +349,16 @@ def answer_live(
         st.markdown(plain(question))
     with st.chat_message("assistant"):
         reasoning_area = st.container()  # keeps the expander above the answer, though it appears later
+        steps_area = st.container()
         answer_slot = st.empty()
+        steps_slot: DeltaGenerator | None = None
         reasoning: StreamedText | None = None
         found = False
         answer_text = StreamedText(answer_slot, cursor=" ▌")
         try:
+            mode: Mode = "research" if controls.research else "quick"
             for event in service.ask(question, controls.effort, controls.sources, history=earlier,
-                                     filters=controls.filters):
+                                     filters=controls.filters, mode=mode):
                 if isinstance(event, PassagesFound):
                     turn.hits, found = event.passages, True
                 elif isinstance(event, ReasoningDelta):
@@ -321,8 +368,18 @@ def answer_live(
                     reasoning.add(event.text)
                 elif isinstance(event, AnswerDelta):
                     answer_text.add(event.text)
+                elif isinstance(event, AnswerRetracted):
+                    answer_text.text = ""  # it was a preamble to the tool calls that follow
+                    answer_text.draw(answer_text.cursor)
+                elif isinstance(event, StepTaken):
+                    turn.steps.append(event.step)
+                    if steps_slot is None:
+                        steps_slot = steps_area.expander("Research steps", expanded=False).empty()
+                    show_steps(turn.steps, steps_slot)
                 elif isinstance(event, Finished):
                     turn.answer = event.answer
+                    if steps_slot is not None:
+                        show_steps(turn.steps, steps_slot, event.answer.passages)
         except LLMError as error:
             # Without the model the page is still a search engine: show what was found.
             turn.error, turn.search_only = str(error), True
@@ -337,6 +394,10 @@ def answer_live(
             reasoning.finish()
         turn.finished = True
         show_outcome(turn, key, answer_slot)
+
+
+def steps_title(steps: Sequence[Step]) -> str:
+    return f"Research steps ({len(steps)})"
 
 
 # ----- the page -----

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,17 @@ def _json_option(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (parser.epilog or EPILOG) + JSON_EPILOG
 
 
+def _non_negative(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+    return value
+
+
 def _positive(text: str) -> int:
     """An argparse type: a whole number of at least 1."""
     try:
@@ -114,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("question", metavar="QUESTION")
     ask.add_argument("--effort", choices=["low", "medium", "high"], help="gpt-oss reasoning effort (default medium)")
+    ask.add_argument(
+        "--mode", choices=["quick", "research"],
+        help="research (the default when the model takes tools): the model may search your library again, open "
+        "pages, find phrases and calculate before it answers; quick: one answer from the passages found. "
+        "ARCHIVIST_RESEARCH__MODE sets the default.",
+    )
+    ask.add_argument(
+        "--steps", type=_non_negative, metavar="N",
+        help="most tool calls in research mode (default 8, ARCHIVIST_RESEARCH__MAX_STEPS); 0 answers at once",
+    )
     _filter_options(ask)
     _json_option(ask)
 
@@ -284,10 +306,12 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.control import indexing_notice, read_progress
-    from rag.answer.ask import AnswerDelta, Finished, PassagesFound, ReasoningDelta, ask
+    from rag.answer.ask import AnswerDelta, AnswerRetracted, Finished, PassagesFound, ReasoningDelta, StepTaken, ask
     from rag.errors import LLMResponseError
     from rag.factory import make_chat, open_default_index
 
+    if args.steps is not None:
+        settings = settings.model_copy(update={"research": replace(settings.research, max_steps=args.steps)})
     chat = make_chat(settings)
     try:
         chat.check()  # fail in a moment, not after loading the embedding model
@@ -298,7 +322,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     try:
         answer = None
         thinking_shown = False
-        for event in ask(args.question, index, chat, settings, args.effort, filters=_filters(args)):
+        events = ask(args.question, index, chat, settings, args.effort, filters=_filters(args), mode=args.mode)
+        for event in events:
             if isinstance(event, PassagesFound) and not event.relevant and not args.json:
                 print("(nothing relevant found; the model was not asked)", file=sys.stderr, flush=True)
             elif isinstance(event, ReasoningDelta) and not args.json and not thinking_shown:
@@ -306,6 +331,11 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
                 thinking_shown = True
             elif isinstance(event, AnswerDelta) and not args.json:
                 print(clean(event.text), end="", flush=True)
+            elif isinstance(event, AnswerRetracted) and not args.json:
+                print(file=sys.stderr, flush=True)  # what streamed was a preamble to the tool calls that follow
+            elif isinstance(event, StepTaken) and not args.json:
+                failed = " (failed)" if event.step.failed else ""
+                print(f"({clean_line(event.step.summary)}{failed})", file=sys.stderr, flush=True)
             elif isinstance(event, Finished):
                 answer = event.answer
     finally:

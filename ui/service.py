@@ -24,7 +24,7 @@ from ingest.control import IndexingControl, Progress, indexing_notice, read_prog
 from ingest.library import FolderStore
 from ingest.pipeline import FileResult, Ingester, Outcome, absolute
 from ingest.watch import Watcher
-from rag.answer.ask import AnswerEvent, Finished, ask
+from rag.answer.ask import AnswerEvent, Finished, Mode, ask
 from rag.answer.prompt import Exchange
 from rag.errors import ArchivistError, IndexLockedError, LLMError
 from rag.index.index import Index
@@ -333,14 +333,14 @@ class ArchivistService:
 
     def ask(
         self, question: str, effort: Effort | None = None, sources: int | None = None,
-        history: Sequence[Exchange] = (), filters: Filters | None = None,
+        history: Sequence[Exchange] = (), filters: Filters | None = None, mode: Mode | None = None,
     ) -> Iterator[AnswerEvent]:
         """The answer as a stream of events (passages first); LLM failures raise LLMError mid-stream.
         `history`: the earlier questions and answers of this conversation, oldest first."""
         settings = self.settings
         if sources is not None and sources != settings.sources:
             settings = settings.model_copy(update={"sources": sources})
-        events = ask(question, self.index, self.chat, settings, effort, history=history, filters=filters)
+        events = ask(question, self.index, self.chat, settings, effort, history=history, filters=filters, mode=mode)
         return self._with_indexing_notice(events)
 
     def _with_indexing_notice(self, events: Iterator[AnswerEvent]) -> Iterator[AnswerEvent]:

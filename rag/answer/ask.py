@@ -8,8 +8,9 @@ streams; the last event, `Finished`, carries the whole `Answer`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from datetime import date
+from typing import Literal
 
 # Re-exported: the faces take the answer and its events from here.
 from rag.answer.events import Answer as Answer
@@ -23,16 +24,20 @@ from rag.answer.events import Searching as Searching
 from rag.answer.events import StepTaken as StepTaken
 from rag.answer.followup import accept_rewrite, joined_query, needs_context, rewrite_messages
 from rag.answer.grounding import citations_for, ground_sentences
-from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange, build_prompt
+from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange, Prompt, build_prompt
+from rag.answer.research import research, research_messages
 from rag.answer.support import SupportScorer
-from rag.errors import LLMError
+from rag.errors import LLMError, ToolsUnsupported
 from rag.index.index import Index
-from rag.llm.chat import INCOMPLETE, ChatModel, Delta, Usage
+from rag.llm.chat import INCOMPLETE, ChatModel, Delta, Message, Usage
 from rag.records import Effort, Filters, Hit
 from rag.search.retrieve import search
 from rag.settings import Settings
+from rag.tools.calculator import Calculator
 
 logger = logging.getLogger(__name__)
+
+Mode = Literal["quick", "research"]
 
 # Ollama cuts a prompt longer than num_ctx down to exactly num_ctx tokens (logging "truncating input
 # prompt"); a prompt_eval_count this close to num_ctx means it happened. Our packing keeps real prompts far
@@ -82,8 +87,14 @@ def ask(
     history: Sequence[Exchange] = (),
     filters: Filters | None = None,
     today: date | None = None,
+    mode: Mode | None = None,
+    calculator: Calculator | None = None,
 ) -> Iterator[AnswerEvent]:
-    """Stream the answer. Passages come first, so a face can still show them if the LLM then fails."""
+    """Stream the answer. Passages come first, so a face can still show them if the LLM then fails.
+
+    `mode` (default `settings.research.mode`): quick asks the model once with the packed passages; research
+    lets it search, open, find and calculate first (rag/answer/research.py), when the model takes tools — else
+    it answers in one shot and says so. `calculator` runs research mode's calculations (None: the sandbox)."""
     effort = effort or settings.effort
     query = standalone_query(question, history, chat)
     yield Searching(query)
@@ -108,9 +119,39 @@ def ask(
             f"(ARCHIVIST_NUM_CTX={settings.num_ctx:,}) and were left out."
         )
     yield PassagesFound(prompt.passages)
+    passages: Sequence[Hit] = prompt.passages
+    if _research_possible(mode or settings.research.mode, chat, answer):
+        passages = yield from _researched(question, prompt, index, chat, settings, effort, answer, calculator)
+    else:
+        yield from _answered_once(prompt.messages, chat, effort, answer)
+    answer.passages = list(passages)
+    _check_usage(answer, settings)
+    scorer = SupportScorer(index.embedder, settings.support)
+    answer.sentences = ground_sentences(answer.answer, passages, scorer, ignore=(NOT_IN_DOCUMENTS,))
+    answer.citations = citations_for(answer.sentences, passages, scorer)
+    yield Finished(answer)
+
+
+def _research_possible(mode: Mode, chat: ChatModel, answer: Answer) -> bool:
+    """Whether to research: asked for, and the model takes tools (else a notice says why it did not)."""
+    if mode != "research":
+        return False
+    if not chat.supports_tools():
+        answer.notices.append(
+            f"{chat.model} does not take tools, so it answered in one shot from the passages found (research "
+            "mode needs a model with tool support, such as gpt-oss)."
+        )
+        return False
+    return True
+
+
+def _answered_once(
+    messages: Sequence[Message], chat: ChatModel, effort: Effort, answer: Answer
+) -> Iterator[AnswerEvent]:
+    """Quick mode: one reply, streamed."""
     reasoning: list[str] = []
     content: list[str] = []
-    for event in chat.stream(prompt.messages, effort):
+    for event in chat.stream(messages, effort):
         if isinstance(event, Delta):
             if event.thinking:
                 reasoning.append(event.thinking)
@@ -124,11 +165,42 @@ def ask(
             answer.done_reason = event.done_reason
     answer.reasoning = "".join(reasoning).strip()
     answer.answer = "".join(content).strip()
-    _check_usage(answer, settings)
-    scorer = SupportScorer(index.embedder, settings.support)
-    answer.sentences = ground_sentences(answer.answer, prompt.passages, scorer, ignore=(NOT_IN_DOCUMENTS,))
-    answer.citations = citations_for(answer.sentences, prompt.passages, scorer)
-    yield Finished(answer)
+
+
+def _researched(
+    question: str, prompt: Prompt, index: Index, chat: ChatModel, settings: Settings, effort: Effort,
+    answer: Answer, calculator: Calculator | None,
+) -> Generator[AnswerEvent, None, Sequence[Hit]]:
+    """Research mode; returns every passage the model saw, by label. A server that refuses tools gets the
+    one-shot answer instead, with a notice."""
+    from rag.answer.labels import Ledger
+    from rag.tools.library import Toolbox
+
+    ledger = Ledger(prompt.passages)
+    own_calculator = calculator is None
+    if calculator is None:
+        from rag.factory import make_calculator
+
+        calculator = make_calculator(settings)
+    toolbox = Toolbox(index, settings, ledger, calculator)
+    messages = research_messages(prompt.conversation)
+    answer.mode = "research"
+    try:
+        yield from research(messages, chat, toolbox, lambda: ledger.passages, settings.research, effort, answer,
+                            prompt.estimated_tokens, prompt.budget_tokens)
+    except ToolsUnsupported as refusal:
+        logger.info("research mode refused: %s", refusal)
+        answer.mode = "quick"
+        answer.notices.append(
+            f"The server refused tools for {chat.model}, so it answered in one shot from the passages found "
+            f"({refusal})."
+        )
+        yield from _answered_once(prompt.messages, chat, effort, answer)
+        return prompt.passages
+    finally:
+        if own_calculator:
+            calculator.close()
+    return ledger.passages
 
 
 def _check_usage(answer: Answer, settings: Settings) -> None:
