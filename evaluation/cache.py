@@ -117,6 +117,10 @@ class CachedIndexEvaluation:
             raise ConfigError(f"{type(self).__name__} scores only inside its `with` block (the index is closed).")
         return self.index
 
+    def opened_index(self) -> Index:
+        """The index, open inside the `with` block (for evaluations that run more than search over it)."""
+        return self._open()
+
     def __enter__(self) -> Self:
         paths = self._documents()
         self._opened = evaluation_index(self.index_dir, self.settings)

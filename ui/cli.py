@@ -177,6 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
         _data_dir_option(sub)
         sub.add_argument("--mode", choices=["dense", "lexical", "hybrid"], default="hybrid")
         _json_option(sub)
+    answers = benchmarks.add_parser(
+        "answers", help="Ask every FinanceBench question through the configured LLM and score the answers.",
+        description="Run each question through `ask` (quick or research mode) against the configured LLM: numeric "
+        "gold answers count as correct within 1% (relative); the others are listed for reading. Prints the "
+        "share correct, refusals, tool calls per question, the share of supported sentences and the time per "
+        "answer. With gpt-oss this compares quick and research mode; with a small model it checks the plumbing.",
+    )
+    answers.add_argument("dataset", choices=["financebench"], help="the benchmark (FinanceBench)")
+    answers.add_argument("folder", type=Path, metavar="DIR", help="FinanceBench (DIR/pdfs, DIR/questions.jsonl)")
+    answers.add_argument("--mode", choices=["quick", "research"], default="research",
+                         help="how each question is answered (default research)")
+    answers.add_argument("--limit", type=_positive, metavar="N", help="only the first N questions")
+    answers.add_argument("--rename", action="store_true", help="the renamed library (see `eval financebench`)")
+    _data_dir_option(answers)
+    _json_option(answers)
     grounding = benchmarks.add_parser(
         "grounding", help="SciFact claims: is the quote picked from the cited abstract a gold rationale sentence?",
         description="For each claim and each abstract supporting it, pick the supporting sentence as an answer's "
@@ -453,6 +468,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.benchmark == "grounding":
         return cmd_eval_grounding(args, settings)
+    if args.benchmark == "answers":
+        return cmd_eval_answers(args, settings)
     from evaluation.beir import eval_beir
     from evaluation.financebench import eval_financebench
     from ui.progress import FileProgress
@@ -479,6 +496,30 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 RECORD_KEYS = ("settings", "machine", "renamed")  # long records, printed only with --json
+
+
+def cmd_eval_answers(args: argparse.Namespace, settings: Settings) -> int:
+    from evaluation.answers import eval_answers
+    from rag.factory import make_chat
+    from ui.progress import FileProgress
+
+    def progress(total: int, description: str) -> FileProgress:
+        return FileProgress(total, description, unit="file" if description == "Indexing" else "question")
+
+    result = eval_answers(args.folder, settings, make_chat, args.mode, limit=args.limit, data_dir=args.data_dir,
+                          progress=progress, rename=args.rename)
+    if args.json:
+        _print_json(result)
+        return 0
+    for key, value in result.items():
+        if key not in (*RECORD_KEYS, "answers", "ingest"):
+            print(f"{key}: {clean_line(str(value))}")
+    for row in result["answers"] if isinstance(result["answers"], list) else []:
+        verdict = {True: "correct", False: "wrong", None: "not numeric"}[row["correct"]]
+        print(f"\n[{verdict}] {clean_line(str(row['question']))}\n  gold: {clean_line(str(row['gold']))}"
+              f"\n  answer: {clean_line(_shorten(str(row['answer']), 400))}")
+    print("(the settings, the machine and the package versions are in --json)")
+    return 0
 
 
 def cmd_eval_grounding(args: argparse.Namespace, settings: Settings) -> int:
