@@ -200,6 +200,15 @@ class ResearchSettings:
         "takes tools); quick: one answer from the packed sources.",
     )
     max_steps: int = Field(default=8, ge=0, le=64, description="Most tool calls in one answer.")
+    # Tool results need room in the same window: at 16k tokens, a quarter for the first sources leaves room
+    # for about three searches or page views of ~2,500 tokens each after the rules and the reply's share.
+    context_share: float = Field(
+        default=0.25,
+        gt=0,
+        le=0.9,
+        description="Share of the context window the first sources fill in research mode (the rest is for what "
+        "the tools bring and the reply).",
+    )
     max_seconds: float = Field(
         default=600.0, gt=0, description="Longest time the research may take before the model must answer."
     )

@@ -89,6 +89,7 @@ NON_DEFAULT: dict[str, tuple[str, object]] = {
     "context.merge_neighbours": ("false", False),
     "research.mode": ("quick", "quick"),
     "research.max_steps": ("3", 3),
+    "research.context_share": ("0.3", 0.3),
     "research.max_seconds": ("90", 90.0),
     "research.result_passages": ("5", 5),
     "research.page_lines": ("40", 40),
