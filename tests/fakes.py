@@ -19,7 +19,7 @@ import numpy as np
 from rag.errors import LLMError
 from rag.index.embedder import Embedder
 from rag.index.vectors import Metadata, VectorStore
-from rag.llm.chat import ChatModel, Delta, Message, StreamEvent, ToolSpec, Usage
+from rag.llm.chat import ChatModel, Delta, Message, StreamEvent, ToolCall, ToolSpec, Usage
 from rag.records import Effort, Vectors
 from rag.tools.calculator import Calculation, Calculator
 
@@ -79,18 +79,22 @@ class ScriptedReply:
     thinking: str = ""
     content: str = ""
     done_reason: str = "stop"
-    error: LLMError | None = None  # raised after the reply's pieces
+    error: LLMError | None = None  # raised after the reply's pieces (ToolsUnsupported, MalformedToolCall…)
     prompt_tokens: int | None = None  # what the server reports having read
+    tool_calls: list[ToolCall] = field(default_factory=list)  # yielded after the pieces, before the Usage
 
 
 @dataclass
 class ScriptedChat(ChatModel):
-    """Replies are queued with `enqueue`, and every call is kept in `history`."""
+    """Replies are queued with `enqueue`, and every call is kept in `history`; `offered` keeps, call by call,
+    the names of the tools offered ([] for a call without tools). `tools` says what supports_tools() says."""
 
     model: str = "scripted"
     where: str = "in memory"
     replies: deque[ScriptedReply] = field(default_factory=deque)
     history: list[tuple[list[Message], str]] = field(default_factory=list)
+    offered: list[list[str]] = field(default_factory=list)
+    tools: bool = True
 
     def enqueue(self, content: str, thinking: str = "", **kwargs: Any) -> None:
         self.replies.append(ScriptedReply(thinking=thinking, content=content, **kwargs))
@@ -99,6 +103,7 @@ class ScriptedChat(ChatModel):
         self, messages: Sequence[Message], effort: Effort, tools: Sequence[ToolSpec] = ()
     ) -> Iterator[StreamEvent]:
         self.history.append(([dict(m) for m in messages], effort))
+        self.offered.append([tool.name for tool in tools])
         reply = self.replies.popleft() if self.replies else ScriptedReply(content="")
         for word in reply.thinking.split(" ") if reply.thinking else []:
             yield Delta(thinking=word + " ")
@@ -106,7 +111,11 @@ class ScriptedChat(ChatModel):
             yield Delta(content=word + " ")
         if reply.error is not None:
             raise reply.error
+        yield from reply.tool_calls
         yield Usage(reply.prompt_tokens, None, reply.done_reason)
+
+    def supports_tools(self) -> bool:
+        return self.tools
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)

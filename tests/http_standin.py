@@ -28,6 +28,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     json: dict[str, Any] | None
+    raw: bytes = b""  # the body exactly as sent, for byte-for-byte comparisons
 
 
 class StandInServer(Generic[Reply]):
@@ -170,6 +171,6 @@ class StandInHandler(BaseHTTPRequestHandler):
             body = None
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.server.standin.record(
-            RecordedRequest(self.command, self.path, headers, body if isinstance(body, dict) else None)
+            RecordedRequest(self.command, self.path, headers, body if isinstance(body, dict) else None, raw)
         )
         return raw, body, headers

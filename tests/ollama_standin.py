@@ -13,7 +13,7 @@ import logging
 import re
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +47,22 @@ class ScriptedReply:
     prompt_eval_count: int | None = None  # None: estimate from the messages
     delay_s: float = 0.0  # pause before each chunk; 0 falls back to the server's chunk_delay_s
     end_without_done: bool = False  # end the stream cleanly after the pieces, with no final `done` line
+    # Tool calls as (name as on the wire, arguments): sent after the thinking and content, in the final chunk
+    # as Ollama's harmony parser does for gpt-oss (or in a chunk of their own before it, as other models' do).
+    # Arguments are normally an object; anything else is sent as is, to test a client's guard.
+    tool_calls: list[tuple[str, Any]] = field(default_factory=list)
+    tool_calls_in_final: bool = True
+    status: int = 200  # anything else: answer `{"error": error}` with this HTTP status instead of a stream
+
+
+# What Ollama answers when the harmony parser cannot read the model's tool call (ollama/ollama #12884).
+MALFORMED_TOOL_CALL = ("error parsing tool call: raw='{\"query\": \"revenue 2023\"}]', "
+                       "err=invalid character ']' after top-level value")
+
+
+def malformed_tool_call() -> ScriptedReply:
+    """The HTTP 500 Ollama sends for a tool call its parser could not read."""
+    return ScriptedReply(thinking="", content="", status=500, error=MALFORMED_TOOL_CALL)
 
 
 Responder = Callable[[dict[str, Any]], ScriptedReply]
@@ -65,7 +81,9 @@ def split_tokens(text: str) -> list[str]:
 
 
 def default_responder(request: dict[str, Any]) -> ScriptedReply:
-    """Answer like a well-behaved gpt-oss: quote the first sentence of the first source, cite it."""
+    """Answer like a well-behaved gpt-oss. Offered a search tool (a name containing "search") and not yet
+    given a tool result since the last question, it searches for the question; otherwise it quotes the first
+    sentence of the first source in the latest tool result (else in the question's message) and cites it."""
     messages = request.get("messages") or []
     user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
     system = next((m.get("content") or "" for m in messages if m.get("role") == "system"), "")
@@ -75,22 +93,42 @@ def default_responder(request: dict[str, Any]) -> ScriptedReply:
         latest = user.split("stands alone:", 1)[-1].strip()
         rewrite = f"{earlier[-1].rstrip('?')}: {latest}" if earlier else latest
         return ScriptedReply(thinking="The user wants a standalone question.", content=rewrite)
-    question = user.rsplit("Question:", 1)[-1].strip() if "Question:" in user else user.strip()
-    question = " ".join(question.split())[:120]
-    quoted = _QUOTED_SOURCE_RE.search(user)
-    source = quoted or _SOURCE_RE.search(user)
-    if source is None:
+    asked = " ".join((user.rsplit("Question:", 1)[-1] if "Question:" in user else user).split())
+    question = asked[:120]
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    results = [m.get("content") or "" for m in messages[last_user + 1:] if m.get("role") == "tool"]
+    search = next((name for name in offered_tool_names(request) if "search" in name), None)
+    if search is not None and not results:
+        return ScriptedReply(thinking=f"The user asks {question!r}; I search the library first.", content="",
+                             tool_calls=[(search, {"query": asked})])
+    found = _first_source(results[-1]) if results else None
+    number, first = found or _first_source(user) or ("", "")
+    if not number:
         return ScriptedReply(thinking=f"The user asks {question!r}; no source answers it.",
                              content=NO_SOURCE_ANSWER)
-    if quoted is not None:  # Archivist's form: "[n] file, pages", then the passage between <source> tags
+    return ScriptedReply(thinking=f"The user asks {question!r}; source [{number}] answers it.",
+                         content=f"{first} [{number}]")
+
+
+def offered_tool_names(request: dict[str, Any]) -> list[str]:
+    """The names of the tools a chat request offers (the same shape on Ollama and OpenAI wires)."""
+    return [str((tool.get("function") or {}).get("name") or "") for tool in request.get("tools") or []
+            if isinstance(tool, dict)]
+
+
+def _first_source(text: str) -> tuple[str, str] | None:
+    """The label number and first sentence of the first source block in `text`, if it has one."""
+    quoted = _QUOTED_SOURCE_RE.search(text)
+    source = quoted or _SOURCE_RE.search(text)
+    if source is None:
+        return None
+    if quoted is not None:  # Archivist's form: "[n] file — pages", then the passage between <source> tags
         number, block = quoted.group(1), " ".join(quoted.group(2).split())
     else:  # a one-line block, as in the harmony doc's example, is the passage itself
         lines = source.group(2).strip().splitlines()
         number, block = source.group(1), " ".join(" ".join(lines[1:] or lines).split())
     sentence = _SENTENCE_RE.match(block)
-    first = sentence.group(0) if sentence else block
-    return ScriptedReply(thinking=f"The user asks {question!r}; source [{number}] answers it.",
-                         content=f"{first} [{number}]")
+    return number, sentence.group(0) if sentence else block
 
 
 def _now() -> str:
@@ -103,9 +141,13 @@ class OllamaStandIn(StandInServer[ScriptedReply]):
 
     thread_name = "ollama-standin"
 
-    def __init__(self, port: int = 0, chunk_delay_s: float = 0.0, models: set[str] | None = None) -> None:
+    def __init__(self, port: int = 0, chunk_delay_s: float = 0.0, models: set[str] | None = None,
+                 without_tools: set[str] | None = None) -> None:
         super().__init__(port, chunk_delay_s, default_responder)
         self.models: set[str] = set(models) if models is not None else {DEFAULT_MODEL}
+        # Models whose template takes no tools: /api/show leaves "tools" out of their capabilities and a chat
+        # request that offers tools gets Ollama's 400.
+        self.without_tools: set[str] = set(without_tools or ())
 
     @property
     def url(self) -> str:
@@ -116,6 +158,11 @@ class OllamaStandIn(StandInServer[ScriptedReply]):
     def chat_requests(self) -> list[dict[str, Any]]:
         """The JSON bodies of the /api/chat calls, oldest first."""
         return [r.json for r in self.requests if r.path == "/api/chat" and r.json is not None]
+
+    @property
+    def offered(self) -> list[list[str]]:
+        """The names of the tools each /api/chat call offered, oldest first ([] for a call without tools)."""
+        return [offered_tool_names(body) for body in self.chat_requests]
 
 
 class _Handler(StandInHandler):
@@ -145,7 +192,7 @@ class _Handler(StandInHandler):
         if model not in self.server.standin.models:
             self._send_json(404, {"error": f"model '{model}' not found"})
             return
-        self._send_json(200, _show_entry(model))
+        self._send_json(200, _show_entry(model, tools=model not in self.server.standin.without_tools))
 
     def _chat(self, body: dict[str, Any]) -> None:
         standin = self.server.standin
@@ -156,7 +203,16 @@ class _Handler(StandInHandler):
         if model not in standin.models:
             self._send_json(404, {"error": f"model '{model}' not found"})
             return
+        if body.get("tools") and model in standin.without_tools:
+            # server/routes.go: CheckCapabilities fails with the model's full name, answered as a 400.
+            full = model if "/" in model else f"registry.ollama.ai/library/{model}"
+            full = full if ":" in full.rsplit("/", 1)[-1] else f"{full}:latest"
+            self._send_json(400, {"error": f"{full} does not support tools"})
+            return
         reply = standin.next_reply(body)
+        if reply.status != 200:
+            self._send_json(reply.status, {"error": reply.error})
+            return
         chunks = _chunks(model, reply)
         final = _final(model, reply, body)
         if body.get("stream", True):  # Ollama streams unless told not to
@@ -167,6 +223,8 @@ class _Handler(StandInHandler):
             message: dict[str, Any] = {"role": "assistant", "content": reply.content}
             if reply.thinking:
                 message["thinking"] = reply.thinking
+            if reply.tool_calls:
+                message["tool_calls"] = _tool_calls(reply)
             self._send_json(200, {**final, "message": message})
 
     def _stream(self, chunks: list[dict[str, Any]], final: dict[str, Any], reply: ScriptedReply) -> None:
@@ -207,15 +265,27 @@ class _Handler(StandInHandler):
         self.wfile.write(data)
 
 
+def _tool_calls(reply: ScriptedReply) -> list[dict[str, Any]]:
+    # Ollama gives each call an id (server/routes.go toolCallId) and an index; results still go back by name.
+    return [{"id": f"call_{hashlib.sha256(f'{i}{name}'.encode()).hexdigest()[:8]}",
+             "function": {"index": i, "name": name, "arguments": arguments}}
+            for i, (name, arguments) in enumerate(reply.tool_calls)]
+
+
 def _chunks(model: str, reply: ScriptedReply) -> list[dict[str, Any]]:
-    """The streamed lines before the final one: all thinking pieces, then all content pieces."""
+    """The streamed lines before the final one: all thinking pieces, then all content pieces (then the tool
+    calls, when they do not ride on the final line)."""
     thinking = [{"model": model, "created_at": _now(),
                  "message": {"role": "assistant", "content": "", "thinking": piece}, "done": False}
                 for piece in split_tokens(reply.thinking)]
     content = [{"model": model, "created_at": _now(),
                 "message": {"role": "assistant", "content": piece}, "done": False}
                for piece in split_tokens(reply.content)]
-    return thinking + content
+    calls = []
+    if reply.tool_calls and not reply.tool_calls_in_final:
+        calls = [{"model": model, "created_at": _now(),
+                  "message": {"role": "assistant", "content": "", "tool_calls": _tool_calls(reply)}, "done": False}]
+    return thinking + content + calls
 
 
 def _final(model: str, reply: ScriptedReply, body: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +301,10 @@ def _final(model: str, reply: ScriptedReply, body: dict[str, Any]) -> dict[str, 
              "eval_duration": eval_count * 20_000_000}
     stats = {"total_duration": 1_000_000 + sum(v for k, v in stats.items() if k.endswith("duration")),
              **stats}
-    return {"model": model, "created_at": _now(), "message": {"role": "assistant", "content": ""},
+    message: dict[str, Any] = {"role": "assistant", "content": ""}
+    if reply.tool_calls and reply.tool_calls_in_final:
+        message["tool_calls"] = _tool_calls(reply)
+    return {"model": model, "created_at": _now(), "message": message,
             "done": True, "done_reason": reply.done_reason, **{k: v for k, v in stats.items() if v}}
 
 
@@ -246,7 +319,7 @@ def _model_entry(name: str) -> dict[str, Any]:
             "details": _details()}
 
 
-def _show_entry(name: str) -> dict[str, Any]:
+def _show_entry(name: str, tools: bool = True) -> dict[str, Any]:
     return {
         "modelfile": f"FROM {name}\nPARAMETER temperature 1\n",
         "parameters": "temperature                    1",
@@ -254,7 +327,7 @@ def _show_entry(name: str) -> dict[str, Any]:
         "details": _details(),
         "model_info": {"general.architecture": "gptoss", "general.parameter_count": 20_914_757_184,
                        "gptoss.context_length": CONTEXT_LENGTH},
-        "capabilities": ["completion", "tools", "thinking"],
+        "capabilities": ["completion", "tools", "thinking"] if tools else ["completion", "thinking"],
         "modified_at": "2025-08-10T12:00:00.000000Z",
     }
 

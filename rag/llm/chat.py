@@ -28,8 +28,17 @@ Message = dict[str, Any]
 @dataclass(frozen=True)
 class ToolSpec:
     """A tool offered to the model. `name` is Archivist's own (letters, digits, `_`: valid everywhere);
-    `trained_name` is the name gpt-oss was trained with (`browser.search`, `python`), which a backend that can
-    pass it through to the model's built-in tools (Ollama) uses instead. Tool calls come back under `name`."""
+    `trained_name` is the name gpt-oss was trained with (`browser.search`, `browser.open`, `browser.find`), which
+    a backend that can pass it through to the model's built-in tools (Ollama) uses instead. Tool calls come back
+    under `name`.
+
+    What Ollama's gpt-oss template does with a trained name: it shows the model its built-in tool's own text and
+    signature (`search({query, topn?, source?})`, `open({id?, cursor?, loc?, num_lines?, view_source?,
+    source?})`, `find({pattern, cursor?})`), not this description or these parameters, so the arguments that
+    come back are the trained ones. Do not give a code tool the trained name `python`: gpt-oss writes raw code
+    (not JSON) to its built-in python, which Ollama's parser rejects (HTTP 500 `error parsing tool call`), and the
+    built-in's text promises a stateful notebook with files. Other tools are shown as TypeScript signatures with
+    each top-level parameter's type and description only (no nesting, enums or optional marks)."""
 
     name: str
     description: str

@@ -4,6 +4,13 @@ The wire format is `POST {base}/chat/completions` with `stream: true`: server-se
 `data: {json}` line per chunk and `data: [DONE]` at the end. Reasoning models send their reasoning apart
 from the answer, in `delta.reasoning_content` (vLLM, llama.cpp) or `delta.reasoning` (newer vLLM, LM Studio).
 Every failure leaves this module as one LLMError whose message names the setting that fixes it.
+
+Tools: `tools: [{"type": "function", "function": {name, description, parameters}}]` with Archivist's plain
+names (OpenAI-style names allow only letters, digits, `_` and `-`); calls stream as `delta.tool_calls` pieces
+gathered by `index` (the first piece has `id` and `function.name`, `function.arguments` is a JSON string
+sent in fragments); results go back as `{"role": "tool", "tool_call_id", "content"}`. The assistant's
+reasoning between tool calls goes back as `reasoning_content` (what llama.cpp's server reads) and
+`reasoning` (what vLLM's harmony input parser reads for gpt-oss); servers ignore fields they do not know.
 """
 
 from __future__ import annotations
@@ -16,8 +23,18 @@ from typing import Any
 
 import httpx
 
-from rag.errors import LLMError, LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing
-from rag.llm.chat import INCOMPLETE, ChatModel, Delta, IdleCloser, Message, StreamEvent, ToolSpec, Usage
+from rag.errors import LLMError, LLMResponseError, LLMTimeout, LLMUnavailable, ModelMissing, ToolsUnsupported
+from rag.llm.chat import (
+    INCOMPLETE,
+    ChatModel,
+    Delta,
+    IdleCloser,
+    Message,
+    StreamEvent,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 from rag.records import Effort
 from rag.settings import Settings
 
@@ -44,11 +61,13 @@ class OpenAIChat(ChatModel):
         """Close the connections once the replies still streaming have ended."""
         self._closer.close()
 
-    def request_body(self, messages: Sequence[Message], effort: Effort) -> dict[str, Any]:
+    def request_body(
+        self, messages: Sequence[Message], effort: Effort, tools: Sequence[ToolSpec] = ()
+    ) -> dict[str, Any]:
         """The JSON sent for one reply; the context size is the server's to set, so it is not sent."""
-        return {
+        body: dict[str, Any] = {
             "model": self.model,
-            "messages": [dict(message) for message in messages],
+            "messages": [_wire_message(message) for message in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
             "reasoning_effort": effort,
@@ -56,6 +75,13 @@ class OpenAIChat(ChatModel):
             "top_p": self.settings.top_p,
             "max_tokens": self.settings.num_predict,
         }
+        if tools:
+            body["tools"] = [
+                {"type": "function",
+                 "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters}}
+                for tool in tools
+            ]
+        return body
 
     def check(self) -> None:
         url = f"{self.base_url}/models"
@@ -77,13 +103,14 @@ class OpenAIChat(ChatModel):
         self, messages: Sequence[Message], effort: Effort, tools: Sequence[ToolSpec] = ()
     ) -> Iterator[StreamEvent]:
         url = f"{self.base_url}/chat/completions"
-        body = self.request_body(messages, effort)
-        logger.debug("POST %s model=%s effort=%s messages=%d", url, self.model, effort, len(messages))
+        body = self.request_body(messages, effort, tools)
+        logger.debug("POST %s model=%s effort=%s messages=%d tools=%d", url, self.model, effort, len(messages),
+                     len(tools))
         with self._closer.streaming(), self._transport_errors(), \
                 self._client.stream("POST", url, json=body) as response:
             if response.is_error:
                 response.read()
-                raise self._http_error(response.status_code, response.text, url)
+                raise self._http_error(response.status_code, response.text, url, bool(tools))
             yield from self._events(response.iter_lines())
 
     @contextmanager
@@ -102,6 +129,7 @@ class OpenAIChat(ChatModel):
         """Turn SSE lines into Deltas, then exactly one Usage."""
         finish_reason: str | None = None
         usage: dict[str, Any] = {}
+        calls: dict[int, _PartialCall] = {}
         done = False
         event = ""
         for line in lines:
@@ -137,24 +165,41 @@ class OpenAIChat(ChatModel):
             content = delta.get("content") or ""
             if thinking or content:
                 yield Delta(thinking=str(thinking), content=str(content))
+            for piece in delta.get("tool_calls") or []:
+                if isinstance(piece, dict):
+                    index = piece.get("index")
+                    calls.setdefault(index if isinstance(index, int) else len(calls), _PartialCall()).add(piece)
             if choice.get("finish_reason"):
                 finish_reason = str(choice["finish_reason"])
         if not done and finish_reason is None:
             # Cut off (stopped, out of memory): keep what came, and say so through the Usage, as for Ollama.
             logger.warning("the server at %s ended a reply before finishing it", self.where)
+        # A call's arguments are whole only once the stream has ended; a cut-off call fails to parse and is
+        # answered as a tool error.
+        for index in sorted(calls):
+            yield calls[index].finished(index)
         yield Usage(
             _int_or_none(usage.get("prompt_tokens")),
             _int_or_none(usage.get("completion_tokens")),
             INCOMPLETE if not done and finish_reason is None else "length" if finish_reason == "length" else "stop",
         )
 
-    def _http_error(self, status: int, text: str, url: str) -> LLMError:
+    def _http_error(self, status: int, text: str, url: str, offered_tools: bool = False) -> LLMError:
         """One HTTP error status, with the server's own words, translated to the error that says what to do."""
         payload = _json_or_none(text)
         message = _error_message(payload) or _clip(text.strip()) or httpx.codes.get_reason_phrase(status)
         message = message.rstrip(". ")
         if _is_model_missing(status, payload, message):
             return self._missing(self._served_models(), message)
+        if offered_tools and "tool" in message.lower():
+            # vLLM without --enable-auto-tool-choice --tool-call-parser (400), llama.cpp's server with --no-jinja
+            # (500 "tools param requires --jinja flag"), or any other refusal that names tools.
+            return ToolsUnsupported(
+                f"The server at {self.where} does not take tools ({status}: {message}), so research mode is not "
+                "available with it; questions are answered in one step from the passages found first. "
+                "To enable it: vLLM needs --enable-auto-tool-choice --tool-call-parser openai; "
+                "llama.cpp's server needs --jinja."
+            )
         if status in (401, 403):
             return LLMResponseError(
                 f"The server at {self.where} refused the request ({status}): {message}. "
@@ -212,6 +257,59 @@ class OpenAIChat(ChatModel):
     def _broken(self, error: httpx.HTTPError) -> LLMResponseError:
         reason = str(error) or type(error).__name__
         return LLMResponseError(f"The connection to the server at {self.where} failed: {reason}")
+
+
+class _PartialCall:
+    """One tool call as its pieces stream in: `id` and `function.name` first, then `function.arguments` as
+    fragments of a JSON string."""
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.arguments: list[str] = []
+
+    def add(self, piece: dict[str, Any]) -> None:
+        self.id = self.id or str(piece.get("id") or "")
+        function = piece.get("function") or {}
+        if isinstance(function, dict):
+            self.name = self.name or str(function.get("name") or "")
+            if isinstance(function.get("arguments"), str):
+                self.arguments.append(function["arguments"])
+            elif isinstance(function.get("arguments"), dict):  # a server that sends the object itself
+                self.arguments.append(json.dumps(function["arguments"]))
+
+    def finished(self, index: int) -> ToolCall:
+        # The result goes back by id, so a call always has one (some servers send none).
+        self.id = self.id or f"call_{index}"
+        text = "".join(self.arguments).strip() or "{}"  # a call without arguments may send none at all
+        try:
+            arguments = json.loads(text)
+        except ValueError as error:
+            return ToolCall(self.name, {}, self.id, f"the arguments are not valid JSON ({error}): {_clip(text)}")
+        if not isinstance(arguments, dict):
+            return ToolCall(self.name, {}, self.id, f"the arguments are not a JSON object: {_clip(text)}")
+        return ToolCall(self.name, arguments, self.id)
+
+
+def _wire_message(message: Message) -> dict[str, Any]:
+    """A neutral message (rag/llm/chat.py) in the chat-completions form; messages without tool parts go as
+    they are."""
+    if message.get("role") == "tool":
+        return {"role": "tool", "tool_call_id": str(message.get("call_id") or ""),
+                "content": message.get("content") or ""}
+    calls = message.get("tool_calls")
+    if not calls:
+        return {key: value for key, value in message.items() if key != "tool_calls"}
+    wire: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
+    thinking = message.get("thinking") or ""
+    if thinking:
+        wire["reasoning_content"] = wire["reasoning"] = thinking
+    wire["tool_calls"] = [
+        {"id": call.id, "type": "function",
+         "function": {"name": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False)}}
+        for call in calls
+    ]
+    return wire
 
 
 def _json_or_none(text: str) -> Any:

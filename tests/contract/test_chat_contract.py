@@ -4,18 +4,22 @@ the OpenAI-compatible client against its stand-in (both real HTTP servers on loo
 What every chat backend promises (rag/llm/chat.py): a reply streams as Deltas that keep reasoning (`thinking`) and
 answer (`content`) apart, reasoning first; every stream ends with exactly one Usage, which carries what the
 server reported (prompt tokens, "stop" or "length"); `complete` is the answer text alone; every failure is an
-LLMError that says what went wrong; `close` never cuts a reply that is still streaming.
+LLMError that says what went wrong; `close` never cuts a reply that is still streaming. With tools offered: a
+call arrives as a ToolCall (under the ToolSpec's name, arguments parsed) after the reply's pieces and before the
+Usage; the neutral tool result reaches the server in its own wire form; a server or model without tools raises
+ToolsUnsupported, a call the server could not parse MalformedToolCall.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
-from rag.errors import LLMError, LLMResponseError, LLMUnavailable
-from rag.llm.chat import ChatModel, Delta, StreamEvent, Usage
+from rag.errors import LLMError, LLMResponseError, LLMUnavailable, MalformedToolCall, ToolsUnsupported
+from rag.llm.chat import ChatModel, Delta, Message, StreamEvent, ToolCall, ToolSpec, Usage
 from rag.llm.ollama import OllamaChat
 from rag.llm.openai_compatible import OpenAIChat
 from rag.settings import Settings, load_settings
@@ -24,6 +28,13 @@ from tests.fakes import ScriptedChat
 from tests.ollama_standin import free_port
 
 MESSAGES = [{"role": "system", "content": "Rules."}, {"role": "user", "content": "Which port?"}]
+QUERY = {"type": "object", "properties": {"query": {"type": "string", "description": "what to look for"}},
+         "required": ["query"]}
+SEARCH = ToolSpec("search", "Search the library.", QUERY, trained_name="browser.search")
+CALCULATE = ToolSpec("calculate", "Run Python code.", {"type": "object", "properties": {"code": {"type": "string"}},
+                                                        "required": ["code"]})
+TOOLS = [SEARCH, CALCULATE]
+RESULT = "[2] ports.txt — p. 1\n<source>\nOllama listens on port 11434.\n</source>"
 
 
 class Backend(Protocol):
@@ -33,6 +44,22 @@ class Backend(Protocol):
                error_after: int | None = None, error: str = "") -> None: ...
 
     def chat(self) -> ChatModel: ...
+
+    def script_call(self, tool: ToolSpec, arguments: dict[str, Any], thinking: str) -> None:
+        """The next reply asks for `tool`, under the name this backend offers it by."""
+
+    def refuse_tools(self) -> None:
+        """From now on the model (or server) takes no tools."""
+
+    def script_malformed_call(self) -> bool:
+        """The next reply is a tool call whose arguments are not JSON: True when the server fails on it (Ollama),
+        False when it passes the text on (OpenAI-compatible servers)."""
+
+    def offered(self) -> list[list[str]]:
+        """The tool names each request offered, as they went over the wire."""
+
+    def wire_messages(self) -> list[dict[str, Any]]:
+        """The messages of the last request, as they went over the wire."""
 
 
 class OllamaBackend:
@@ -48,6 +75,23 @@ class OllamaBackend:
 
     def chat(self) -> ChatModel:
         return OllamaChat(load_settings(ollama_host=self.server.url))
+
+    def script_call(self, tool: ToolSpec, arguments: dict[str, Any], thinking: str) -> None:
+        self.server.enqueue(ollama_standin.ScriptedReply(
+            thinking=thinking, content="", tool_calls=[(tool.trained_name or tool.name, arguments)]))
+
+    def refuse_tools(self) -> None:
+        self.server.without_tools = set(self.server.models)
+
+    def script_malformed_call(self) -> bool:
+        self.server.enqueue(ollama_standin.malformed_tool_call())
+        return True
+
+    def offered(self) -> list[list[str]]:
+        return self.server.offered
+
+    def wire_messages(self) -> list[dict[str, Any]]:
+        return list(self.server.chat_requests[-1]["messages"])
 
 
 class OpenAIBackend:
@@ -65,6 +109,24 @@ class OpenAIBackend:
         return OpenAIChat(Settings(llm="openai", openai_base_url=self.server.url, model=openai_standin.DEFAULT_MODEL,
                                    llm_timeout_s=10))
 
+    def script_call(self, tool: ToolSpec, arguments: dict[str, Any], thinking: str) -> None:
+        self.server.enqueue(openai_standin.ScriptedReply(reasoning=thinking, content="",
+                                                         tool_calls=[(tool.name, arguments)]))
+
+    def refuse_tools(self) -> None:
+        self.server.refuse_tools = openai_standin.VLLM_WITHOUT_TOOL_PARSER
+
+    def script_malformed_call(self) -> bool:
+        self.server.enqueue(openai_standin.ScriptedReply(reasoning="", content="",
+                                                         tool_calls=[("search", '{"query": "port"}]')]))
+        return False
+
+    def offered(self) -> list[list[str]]:
+        return self.server.offered
+
+    def wire_messages(self) -> list[dict[str, Any]]:
+        return list(self.server.chat_requests[-1]["messages"])
+
 
 class ScriptedBackend:
     def __init__(self) -> None:
@@ -79,6 +141,23 @@ class ScriptedBackend:
 
     def chat(self) -> ChatModel:
         return self.fake
+
+    def script_call(self, tool: ToolSpec, arguments: dict[str, Any], thinking: str) -> None:
+        self.fake.enqueue("", thinking, tool_calls=[ToolCall(tool.name, arguments, id="call_1")])
+
+    def refuse_tools(self) -> None:
+        self.fake.tools = False
+        self.fake.enqueue("", error=ToolsUnsupported("The fake takes no tools."))
+
+    def script_malformed_call(self) -> bool:
+        self.fake.enqueue("", error=MalformedToolCall("The fake could not read the tool call."))
+        return True
+
+    def offered(self) -> list[list[str]]:
+        return self.fake.offered
+
+    def wire_messages(self) -> list[dict[str, Any]]:
+        return self.fake.history[-1][0]
 
 
 @pytest.fixture(params=["ollama", "openai", "scripted"])
@@ -164,3 +243,80 @@ def test_a_server_that_is_not_there_is_llm_unavailable_naming_where(kind: str) -
             assert url in str(raised.value)
     finally:
         chat.close()
+
+
+def test_an_offered_tool_comes_back_as_a_tool_call_after_the_pieces_and_before_the_usage(
+    backend: Backend, chat: ChatModel
+) -> None:
+    backend.script_call(SEARCH, {"query": "ollama port", "topn": 5}, thinking="I should search the library.")
+    events = list(chat.stream(MESSAGES, "low", tools=TOOLS))
+    calls = [event for event in events if isinstance(event, ToolCall)]
+    assert [(call.name, call.arguments, call.arguments_error) for call in calls] == [
+        ("search", {"query": "ollama port", "topn": 5}, "")]  # under the ToolSpec's name, whatever the wire's
+    assert text_of(events)[0].strip() == "I should search the library."
+    assert isinstance(events[-1], Usage) and isinstance(events[-2], ToolCall)
+    assert all(isinstance(event, Delta) for event in events[:-2])
+
+
+def test_tools_go_by_trained_names_on_ollama_and_plain_names_elsewhere(backend: Backend, chat: ChatModel) -> None:
+    list(chat.stream(MESSAGES, "low", tools=TOOLS))
+    expected = ["browser.search", "calculate"] if isinstance(backend, OllamaBackend) else ["search", "calculate"]
+    assert backend.offered() == [expected]
+
+
+def test_the_tool_result_reaches_the_server_in_its_wire_form(backend: Backend, chat: ChatModel) -> None:
+    backend.script_call(SEARCH, {"query": "ollama port"}, thinking="Search first.")
+    call = next(event for event in chat.stream(MESSAGES, "low", tools=TOOLS) if isinstance(event, ToolCall))
+    backend.script("Source two says so.", "Port 11434 [2].")
+    conversation: list[Message] = [
+        *MESSAGES,
+        {"role": "assistant", "content": "", "thinking": "Search first.", "tool_calls": [call]},
+        {"role": "tool", "name": call.name, "call_id": call.id, "content": RESULT},
+    ]
+    assert chat.complete(conversation, "low") == "Port 11434 [2]."
+    assistant, result = backend.wire_messages()[-2:]
+    if isinstance(backend, OllamaBackend):  # by name (the trained one), reasoning sent back, arguments an object
+        assert assistant == {"role": "assistant", "thinking": "Search first.",
+                             "tool_calls": [{"function": {"name": "browser.search",
+                                                         "arguments": {"query": "ollama port"}}}]}
+        assert result == {"role": "tool", "content": RESULT, "tool_name": "browser.search"}
+    elif isinstance(backend, OpenAIBackend):  # by id, arguments a JSON string
+        assert call.id
+        wire_call = assistant["tool_calls"][0]
+        assert (wire_call["id"], wire_call["type"], wire_call["function"]["name"]) == (call.id, "function", "search")
+        assert json.loads(wire_call["function"]["arguments"]) == {"query": "ollama port"}
+        assert assistant["role"] == "assistant" and assistant["content"] == ""
+        assert assistant["reasoning_content"] == "Search first."
+        assert result == {"role": "tool", "tool_call_id": call.id, "content": RESULT}
+    else:
+        assert result == conversation[-1] and assistant["tool_calls"] == [call]
+
+
+def test_a_model_without_tools_raises_tools_unsupported(backend: Backend, chat: ChatModel) -> None:
+    backend.refuse_tools()
+    with pytest.raises(ToolsUnsupported) as raised:
+        list(chat.stream(MESSAGES, "low", tools=TOOLS))
+    assert str(raised.value)
+    if not isinstance(backend, OpenAIBackend):  # Ollama's /api/show says so beforehand; an OpenAI server cannot
+        assert chat.supports_tools() is False
+    backend.script("", "Port 11434.")
+    assert chat.complete(MESSAGES, "low") == "Port 11434."  # without tools the same model answers
+
+
+def test_a_tool_call_that_is_not_json_is_malformed_tool_call_or_an_arguments_error(
+    backend: Backend, chat: ChatModel
+) -> None:
+    if backend.script_malformed_call():  # the server failed on it (Ollama's HTTP 500)
+        with pytest.raises(MalformedToolCall):
+            list(chat.stream(MESSAGES, "low", tools=TOOLS))
+    else:  # the server passed the text on: the call says what was wrong, for the loop to answer as a tool error
+        calls = [event for event in chat.stream(MESSAGES, "low", tools=TOOLS) if isinstance(event, ToolCall)]
+        assert len(calls) == 1 and calls[0].name == "search" and calls[0].arguments == {}
+        assert "not valid JSON" in calls[0].arguments_error
+
+
+def test_a_request_without_tools_offers_none(backend: Backend, chat: ChatModel) -> None:
+    assert chat.supports_tools() is True
+    list(chat.stream(MESSAGES, "low"))
+    assert backend.offered() == [[]]
+    assert backend.wire_messages() == MESSAGES

@@ -7,6 +7,7 @@ greedy (temperature 0, a fixed seed) so the reply is the same on every run.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import re
 import subprocess
@@ -21,9 +22,10 @@ import pytest
 from ingest.pipeline import Ingester, Outcome
 from rag.answer.ask import Answer, Finished, ask
 from rag.answer.prompt import GROUNDING_RULES, estimate_tokens
+from rag.errors import ToolsUnsupported
 from rag.index.index import Index, open_index
 from rag.index.local_model import SentenceTransformerEmbedder
-from rag.llm.chat import Delta, Usage
+from rag.llm.chat import Delta, ToolCall, ToolSpec, Usage
 from rag.llm.openai_compatible import OpenAIChat
 from rag.settings import Settings, SupportSettings
 from tests.ollama_standin import free_port
@@ -73,12 +75,18 @@ class LlamaServer:
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
     """llama-server with SmolLM2 on a free 127.0.0.1 port, ready (GET /health is 200), stopped afterwards."""
+    with running_llama_server(tmp_path_factory.mktemp("llama-server")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_llama_server(log_dir: Path, *extra: str) -> Iterator[LlamaServer]:
     binary, model = llama_server_binary(), smollm2_gguf()
     port = free_port()
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log = log_dir / "server.log"
     command = [
         str(binary), "--model", str(model), "--alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-        "--ctx-size", str(CONTEXT_TOKENS), "--parallel", "1", "--threads", "2", "--seed", "42", "--offline",
+        "--ctx-size", str(CONTEXT_TOKENS), "--parallel", "1", "--threads", "2", "--seed", "42", "--offline", *extra,
     ]
     with log.open("wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -144,6 +152,42 @@ def test_grounded_chat_streams_the_fact_from_the_right_source(llama_server: Llam
     assert usage.done_reason == "stop"  # the whole reply: a short fact, well within num_predict
     # reported, never asserted (speed is the benchmarks' business)
     print(f"\nSmolLM2 via llama-server: {usage.completion_tokens} tokens in {elapsed:.2f} s; answer: {answer!r}")
+
+
+SEARCH = ToolSpec("search", "Search the library for passages.",
+                  {"type": "object", "properties": {"query": {"type": "string", "description": "what to look for"}},
+                   "required": ["query"]}, trained_name="browser.search")
+GROUNDED = [{"role": "system", "content": "Answer the question using only the numbered sources. Cite as [n]."},
+            {"role": "user", "content": f"Question: {QUESTION}"}]
+
+
+def test_tools_offered_to_smollm2_are_ignored_and_a_tool_result_in_our_wire_form_is_read(
+    llama_server: LlamaServer, tmp_path: Path
+) -> None:
+    """llama.cpp's server renders tools only through a chat template that takes them; SmolLM2's does not, so the
+    server (Jinja templates on by default in this build) answers in words: research mode on this model is
+    plumbing without tool calls. A conversation carrying a call and its result, as OpenAIChat writes them
+    (assistant tool_calls with reasoning_content, a tool message with tool_call_id), is accepted and read."""
+    chat = OpenAIChat(settings_for(llama_server, tmp_path))
+    events = list(chat.stream(GROUNDED, "low", tools=[SEARCH]))
+    assert not any(isinstance(event, ToolCall) for event in events)
+    assert "".join(e.content for e in events if isinstance(e, Delta)).strip()
+    call = ToolCall("search", {"query": "Zorblax reactor temperature"}, id="call_0")
+    conversation = [*GROUNDED, {"role": "assistant", "content": "", "thinking": "Search first.", "tool_calls": [call]},
+                    {"role": "tool", "name": "search", "call_id": "call_0",
+                     "content": f"[1] reactors.md — p. 1\n<source>\n{FACT}\n</source>"}]
+    answer = chat.complete(conversation, "low")
+    assert "42" in answer, answer
+    chat.close()
+
+
+def test_a_server_started_without_jinja_refuses_tools_as_tools_unsupported(tmp_path: Path) -> None:
+    with running_llama_server(tmp_path, "--no-jinja") as server:
+        chat = OpenAIChat(settings_for(server, tmp_path))
+        with pytest.raises(ToolsUnsupported, match="--jinja"):
+            list(chat.stream(GROUNDED, "low", tools=[SEARCH]))  # llama.cpp: 500 "tools param requires --jinja flag"
+        assert chat.complete(GROUNDED, "low")  # and answers without them
+        chat.close()
 
 
 @pytest.fixture
