@@ -195,7 +195,9 @@ def research(
             break
         if content:
             yield AnswerRetracted(text)  # a preamble to tool calls, not the answer
-        messages.append({"role": "assistant", "content": text, "thinking": "".join(thinking), "tool_calls": calls})
+        # No content on a turn of tool calls: Ollama's gpt-oss template would render it on the `final` channel,
+        # telling the model it had already answered.
+        messages.append({"role": "assistant", "content": "", "thinking": "".join(thinking), "tool_calls": calls})
         used += estimate_tokens(text + "".join(thinking)) + 16 * len(calls)
         for call in calls:
             result = yield from _run(call, toolbox, passages, limits, answer, clock)
