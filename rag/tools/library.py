@@ -247,7 +247,7 @@ class Toolbox:
             loc = 1
             if target.hit is not None and not is_view(target.hit) and target.hit.page_start == page:
                 anchor = _line_of(text, target.hit.text, lines)
-                if anchor + 10 > count:  # the passage would not show well in the first view: start near it
+                if len(lines) > count and anchor > count // 2:  # far down the page: start just before it
                     loc = max(1, anchor - 2)
         last = min(len(lines), loc + count - 1)
         shown = "\n".join(f"L{line.number}: {neutralise(text[line.start:line.end])}" for line in lines[loc - 1 : last])
@@ -397,8 +397,9 @@ class Toolbox:
                 f"passages: {labels}.",
                 f"{tool.capitalize()} failed: {_short(wanted, 40)!r} is ambiguous",
             )
-        label = self.ledger.labels_of_path(found[0])[0]  # its first passage stands for the file
-        return _Target(self._document(found[0], tool), self.ledger.hit(label), label), page
+        # Named by its file: the page of its first passage (unless the name came with a page), from the top.
+        label = self.ledger.labels_of_path(found[0])[0]
+        return _Target(self._document(found[0], tool), None, label), page or self.ledger.hit(label).page_start
 
     def _document(self, path: str, tool: str) -> DocumentRow:
         document = self.index.catalog.document_by_path(path)
@@ -461,21 +462,23 @@ def _collapsed(text: str) -> tuple[str, list[int]]:
     return "".join(out), origin
 
 
-def without_overlap(previous: str, text: str, probe: int = 40) -> str:
-    """`text` without the start it repeats from the end of `previous` (white space compared loosely)."""
-    head, origin = _collapsed(text.strip())
+def without_overlap(previous: str, text: str, probe: int = 8) -> str:
+    """`text` without the start it repeats from the end of `previous` (the chunker's overlap: whole
+    sentences, re-joined with spaces, so white space is compared loosely)."""
+    stripped = text.strip()
+    head, origin = _collapsed(stripped)
     tail, _ = _collapsed(previous.strip())
-    if not head:
-        return text
+    if not head or not tail:
+        return stripped
     start = head[:probe]
-    at = tail.find(start, max(0, len(tail) - len(head) - probe))
-    while at >= 0:
+    at = tail.find(start, max(0, len(tail) - len(head)))
+    while at >= 0:  # the first place is the longest repeat
         repeated = tail[at:]
-        if head.startswith(repeated):
-            cut = origin[len(repeated)] if len(repeated) < len(head) else len(text.strip())
-            return text.strip()[cut:].strip()
+        if (at == 0 or tail[at - 1] == " ") and head.startswith(repeated):
+            cut = origin[len(repeated)] if len(repeated) < len(head) else len(stripped)
+            return stripped[cut:].strip()
         at = tail.find(start, at + 1)
-    return text.strip()
+    return stripped
 
 
 _EXAMPLES = {
