@@ -728,7 +728,8 @@ class Catalog:
         if not wanted.strip("/"):
             return []
         with self._lock:
-            stored = [str(row[0]) for row in self._db.execute("SELECT path FROM documents WHERE status != 'failed'")]
+            stored = [str(row[0]) for row in self._db.execute(
+                "SELECT path FROM documents WHERE status IN ('indexed', 'partial')")]
         paths = [load_path(path) for path in stored]
         if wanted.startswith("/"):
             prefix = wanted.rstrip("/") + "/"

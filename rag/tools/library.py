@@ -204,7 +204,8 @@ class Toolbox:
             words.append(f"named {glob}")
         described = f" ({', '.join(words)})" if words else ""
         if len(folders) > 1:  # several folders of that name: their documents, by id
-            ids = [doc.id for under in folders for doc in self.index.catalog.documents(under) if doc.status != "failed"]
+            ids = [doc.id for under in folders for doc in self.index.catalog.documents(under)
+                   if doc.status in ("indexed", "partial")]
             return Filters(kinds=kinds, name_glob=glob, document_ids=tuple(dict.fromkeys(ids))), described
         return Filters(folder=folders[0] if folders else None, kinds=kinds, name_glob=glob), described
 
@@ -239,9 +240,9 @@ class Toolbox:
         loc = _whole(arguments, "loc", OPEN)
         if loc is not None and loc > len(lines):
             raise _Misuse(
-                f"Line {loc} is past the end: p. {page} of {name} has {len(lines)} lines. Open it at a line "
-                f"from 1 to {len(lines)}.",
-                f"Open failed: {_short(name, 40)} p. {page} has {len(lines)} lines",
+                f"Line {loc} is past the end: p. {page} of {name} has {_count(len(lines), 'line')}. Open it at a "
+                f"line from 1 to {len(lines)}.",
+                f"Open failed: {_short(name, 40)} p. {page} has {_count(len(lines), 'line')}",
             )
         if loc is None or loc < 1:
             loc = 1
@@ -259,7 +260,7 @@ class Toolbox:
         if len(pages) > 1:
             hints.append(f"{neutralise(name)} has pages {_ranges(sorted(pages))}: open(id={label}, page=N) turns "
                          "to one.")
-        hints.append(f"Cite lines of this page as 【{label}†L{loc}-L{last}】.")
+        hints.append(f"Cite lines of this page as 【{label}†L{loc}" + (f"-L{last}】." if last > loc else "】."))
         text_out = (
             f"[{label}] {neutralise(name)} — p. {page} (lines {loc}–{last} of {len(lines)})\n"
             f"<source>\n{shown}\n</source>\n" + "\n".join(hints)
@@ -318,13 +319,11 @@ class Toolbox:
             first = first or (label, kept[0])
             shown.append(label)
             body = "\n".join(f"L{n}: {neutralise(text[lines[n - 1].start:lines[n - 1].end])}" for n in kept)
-            plural = "line" if len(numbers) == 1 else "lines"
-            blocks.append(f"[{label}] {neutralise(name)} — p. {page} ({len(numbers)} matching {plural} of "
+            blocks.append(f"[{label}] {neutralise(name)} — p. {page} ({_count(len(numbers), 'matching line')} of "
                           f"{len(lines)})\n<source>\n{body}\n</source>")
         assert first is not None
         self._current = first[0]
-        lines_word = "line" if total == 1 else "lines"
-        head = f"{total} {lines_word} of {neutralise(name)} contain {quoted!r}"
+        head = f"{_count(total, 'line')} of {neutralise(name)} {'contains' if total == 1 else 'contain'} {quoted!r}"
         if total > MAX_FIND_LINES:
             head += f" (the first {MAX_FIND_LINES} are shown; a longer phrase narrows them)"
         text_out = (
@@ -332,7 +331,7 @@ class Toolbox:
             + f"\n\nTo read around a line, open its page there: open(id={first[0]}, loc={max(1, first[1] - 5)})."
         )
         return ToolOutcome(
-            text=text_out, summary=f"Found {_short(pattern, 40)!r}: {total} {lines_word} in {name}",
+            text=text_out, summary=f"Found {_short(pattern, 40)!r}: {_count(total, 'line')} in {name}",
             labels=tuple(label for label in shown if label > before), shown=tuple(shown),
         )
 
@@ -574,6 +573,10 @@ def _expression(code: str) -> str:
     if len(printed) == 1:
         return _short(printed[0], 80)
     return f"{len(lines)} lines of Python"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _short(text: str, longest: int) -> str:

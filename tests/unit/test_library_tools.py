@@ -180,6 +180,8 @@ def test_open_shows_a_page_as_numbered_lines_and_pages_through_it(index: Index) 
     view = ledger.hit(2)
     assert (view.page_start, view.page_end, view.chunk_id.startswith("page:")) == (2, 2, True)
     assert view.text.count(OVERLAP) == 1  # the chunker's overlap is read once
+    # a chunk of the opened page, overlap and all, is shown under the page's label
+    assert call(tools, "search", query="Net income was 4,350 in 2022 Costs were flat", topn=1).shown == (2,)
 
     more = call(tools, "open", id=2, loc=6, num_lines=3)
     assert more.text.startswith(f"[2] annual_2022.pdf — p. 2 (lines 6–8 of {total})\n<source>\nL6: ")
@@ -251,7 +253,7 @@ def test_open_refuses_what_the_model_has_not_seen_or_the_library_lacks(index: In
     assert "open needs an `id`" in error(call(toolbox(index), "open"))
     assert "`loc` must be a whole number" in error(call(tools, "open", id=1, loc="top"))
     past = error(call(tools, "open", id=1, loc=50))
-    assert "Line 50 is past the end: p. 1 of ports.txt has 1 lines" in past
+    assert "Line 50 is past the end: p. 1 of ports.txt has 1 line." in past
     assert "ports.txt has no page 7 with text. Its pages with text are 1." in error(call(tools, "open", id=1, page=7))
 
 
