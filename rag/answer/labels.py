@@ -25,7 +25,6 @@ VIEW_PREFIX = "page:"
 
 # 【12†L3-L7】, 【12†L3】, and the browser's fuller 【12†title†L3-L7】 forms
 _LINE_CITATION = re.compile(r"【(\d+)†(?:[^】†]*†)?L(\d+)(?:\s*[-–]\s*L?(\d+))?】")
-_SPACE = re.compile(r"\s+")
 
 
 def view_id(document_id: str, page: int) -> str:
@@ -94,7 +93,7 @@ def line_citations(answer: str) -> list[LineCitation]:
 
 
 def _normal(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
+    return " ".join(text.split())
 
 
 class Ledger:

@@ -14,6 +14,7 @@ failed outcome whose text tells the model what was wrong and what to do instead.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from rag.answer.labels import Ledger, is_view, text_lines, view_id
+from rag.answer.labels import Ledger, Line, is_view, text_lines, view_id
 from rag.answer.prompt import neutralise, source_block
 from rag.errors import ArchivistError
 from rag.index.catalog import ChunkRow, DocumentRow
@@ -47,6 +48,7 @@ _KIND_ALIASES = {
     "html": "html", "htm": "html", "web": "html", "docx": "docx", "doc": "docx", "word": "docx",
 }
 _GLOB = re.compile(r"[*?\[]")
+_RUN = re.compile(r"\s+|\S+")
 # A label as the model may write it: 7, "7", "[7]", "【7†report.pdf】"
 _LABEL = re.compile(r"\s*[\[【]?\s*(\d+)\s*(?:[\]】†].*)?", re.DOTALL)
 # A label part as the model may copy it: "report.pdf — p. 41 (Heading)"
@@ -99,6 +101,7 @@ class Toolbox:
         self.ledger = ledger
         self.calculator = calculator
         self._pages: dict[str, dict[int, str]] = {}  # document id -> page -> text, read once per answer
+        self._page_lines: dict[tuple[str, int], list[Line]] = {}
         self._current: int | None = None  # the label of the page opened (or found in) last
         research = settings.research
         self._most = max(research.result_passages, MOST_RESULTS)
@@ -232,7 +235,7 @@ class Toolbox:
                 f"Open failed: {_short(name, 40)} has no p. {page}",
             )
         text = pages[page]
-        lines = text_lines(text)
+        lines = self._lines(target.document, page)
         label, new = self._label_view(target.document, page, text)
         research = self.settings.research
         count = _whole(arguments, "num_lines", OPEN)
@@ -290,10 +293,15 @@ class Toolbox:
         total = 0
         for page in sorted(pages):
             text = pages[page]
-            lines = text_lines(text)
+            lines = self._lines(target.document, page)
+            ends = [line.end for line in lines]
             numbers: list[int] = []
             for match in regex.finditer(text):
-                numbers += [line.number for line in lines if line.start < match.end() and line.end > match.start()]
+                top = bisect.bisect_right(ends, match.start())  # the first line ending after the match starts
+                bottom = top
+                while bottom < len(lines) and lines[bottom].start < match.end():
+                    bottom += 1
+                numbers += [line.number for line in lines[top:bottom]]
             numbers = list(dict.fromkeys(numbers))
             if numbers:
                 total += len(numbers)
@@ -313,7 +321,7 @@ class Toolbox:
             if room <= 0:
                 break
             label, _ = self._label_view(target.document, page, text)
-            lines = text_lines(text)
+            lines = self._lines(target.document, page)
             kept = numbers[:room]
             room -= len(kept)
             first = first or (label, kept[0])
@@ -416,6 +424,12 @@ class Toolbox:
             self._pages[document.id] = page_texts(self.index.catalog.chunks_of(document.id))
         return self._pages[document.id]
 
+    def _lines(self, document: DocumentRow, page: int) -> list[Line]:
+        key = (document.id, page)
+        if key not in self._page_lines:
+            self._page_lines[key] = text_lines(self._document_pages(document)[page])
+        return self._page_lines[key]
+
     def _label_view(self, document: DocumentRow, page: int, text: str) -> tuple[int, bool]:
         """The label of the view of one page (its old one if it was opened or found before), and whether
         it is new."""
@@ -447,35 +461,34 @@ def page_texts(chunks: Sequence[ChunkRow]) -> dict[int, str]:
     return {page: "\n\n".join(texts) for page, texts in parts.items() if texts}
 
 
-def _collapsed(text: str) -> tuple[str, list[int]]:
-    """`text` with each run of white space made one space, and where each of its characters came from."""
-    out: list[str] = []
-    origin: list[int] = []
-    for index, character in enumerate(text):
-        if character.isspace():
-            if out and out[-1] == " ":
-                continue
-            character = " "
-        out.append(character)
-        origin.append(index)
-    return "".join(out), origin
+def _offset(text: str, collapsed: int) -> int:
+    """Where in `text` (stripped) its version with white space runs made one space reaches `collapsed`."""
+    count = 0
+    for run in _RUN.finditer(text):
+        size = 1 if run.group()[0].isspace() else len(run.group())
+        if count + size > collapsed:
+            return run.start() + (0 if size == 1 and run.group()[0].isspace() else collapsed - count)
+        count += size
+    return len(text)
 
 
-def without_overlap(previous: str, text: str, probe: int = 8) -> str:
+def without_overlap(previous: str, text: str, probe: int = 8, window: int = 4000) -> str:
     """`text` without the start it repeats from the end of `previous` (the chunker's overlap: whole
-    sentences, re-joined with spaces, so white space is compared loosely)."""
+    sentences, re-joined with spaces, so white space is compared loosely). Looks at most `window` characters
+    into each: an overlap is a few sentences."""
     stripped = text.strip()
-    head, origin = _collapsed(stripped)
-    tail, _ = _collapsed(previous.strip())
+    before = previous.strip()
+    head = " ".join(stripped[:window].split())
+    tail = " ".join(before[-window:].split())
     if not head or not tail:
         return stripped
     start = head[:probe]
     at = tail.find(start, max(0, len(tail) - len(head)))
     while at >= 0:  # the first place is the longest repeat
         repeated = tail[at:]
-        if (at == 0 or tail[at - 1] == " ") and head.startswith(repeated):
-            cut = origin[len(repeated)] if len(repeated) < len(head) else len(stripped)
-            return stripped[cut:].strip()
+        whole_sentence = tail[at - 1] == " " if at else len(before) <= window
+        if whole_sentence and head.startswith(repeated):
+            return stripped[_offset(stripped, len(repeated)):].strip()
         at = tail.find(start, at + 1)
     return stripped
 
@@ -542,7 +555,7 @@ def _first(*values: int | str | None) -> int | str | None:
     return next((value for value in values if value is not None), None)
 
 
-def _line_of(text: str, passage: str, lines: Sequence[Any]) -> int:
+def _line_of(text: str, passage: str, lines: Sequence[Line]) -> int:
     """The number of the line where `passage` starts in `text` (1 when it cannot be placed)."""
     words = passage.split()[:8]
     if not words:
@@ -550,7 +563,8 @@ def _line_of(text: str, passage: str, lines: Sequence[Any]) -> int:
     match = re.search(r"\s+".join(re.escape(word) for word in words), text)
     if match is None:
         return 1
-    return next((line.number for line in lines if line.end > match.start()), 1)
+    at = bisect.bisect_right([line.end for line in lines], match.start())
+    return lines[at].number if at < len(lines) else 1
 
 
 def _ranges(numbers: Sequence[int]) -> str:

@@ -12,6 +12,7 @@ from rag.answer.labels import Ledger, line_citations
 from rag.index.catalog import Catalog, ChunkRow
 from rag.index.index import FileFacts, Index, NewChunk
 from rag.llm.chat import ToolCall
+from rag.records import Filters
 from rag.search.retrieve import search
 from rag.settings import Settings, load_settings
 from rag.tools.library import Toolbox, ToolOutcome, page_texts, without_overlap
@@ -392,3 +393,15 @@ def test_page_texts_read_the_chunker_overlap_once() -> None:
     assert pages == {1: "One. Two three.\nFour five.\n\nSix.\n\n# Next\n\nSix. Seven.", 2: "Eight."}
     assert without_overlap("abc", "xyz") == "xyz"
     assert without_overlap("The end. Same start here.", "Same start here.") == ""
+
+
+def test_the_catalog_names_folders_as_the_model_may_write_them(index: Index) -> None:
+    catalog = index.catalog
+    assert catalog.folders_matching("reports") == ["/lib/archive/reports", "/lib/reports"]
+    assert catalog.folders_matching("REPORTS/2021/") == ["/lib/reports/2021"]
+    assert catalog.folders_matching("archive\\reports") == ["/lib/archive/reports"]
+    assert catalog.folders_matching("/lib/notes/") == ["/lib/notes"]
+    assert catalog.folders_matching("/lib/note") == [] and catalog.folders_matching("ports") == []
+    assert catalog.folders_matching("/") == [] and catalog.folders_matching("") == []
+    assert catalog.count_documents() == len(DOCUMENTS)
+    assert catalog.count_documents(Filters(kinds=("pdf",))) == 2
