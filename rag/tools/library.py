@@ -137,8 +137,8 @@ class Toolbox:
             return ToolOutcome(text=f"Error: {misuse.message}", summary=misuse.summary, failed=True)
         except ArchivistError as error:
             logger.warning("tool %s failed: %s", name, error)
-            return ToolOutcome(text=f"Error: the {name} tool could not run: {error}", summary=f"{name} failed: {error}",
-                               failed=True)
+            return ToolOutcome(text=f"Error: the {name} tool could not run: {error}",
+                               summary=f"{name.capitalize()} failed: {_short(str(error), 80)}", failed=True)
         except Exception:  # a bug must not end the answer: the model is told, the log has the trace
             logger.exception("tool %s failed", name)
             return ToolOutcome(text=f"Error: the {name} tool failed unexpectedly. Try another way.",
@@ -159,7 +159,8 @@ class Toolbox:
         hits = search(self.index, query, k, filters=filters, tuning=self.settings.retrieval)
         if not hits:
             return ToolOutcome(
-                text=f"No passages matched {query!r}{described}. Try other words: names, figures or synonyms.",
+                text=f"No passages matched {neutralise(query)!r}{described}. Try other words: names, figures or "
+                "synonyms.",
                 summary=f"{summary}, no passages",
             )
         before = len(self.ledger)
@@ -231,7 +232,7 @@ class Toolbox:
             page = page_hint or (target.hit.page_start if target.hit else min(pages))
         if page not in pages:
             raise _Misuse(
-                f"{name} has no page {page} with text. Its pages with text are {_ranges(sorted(pages))}.",
+                f"{neutralise(name)} has no page {page} with text. Its pages with text are {_ranges(sorted(pages))}.",
                 f"Open failed: {_short(name, 40)} has no p. {page}",
             )
         text = pages[page]
@@ -243,8 +244,8 @@ class Toolbox:
         loc = _whole(arguments, "loc", OPEN)
         if loc is not None and loc > len(lines):
             raise _Misuse(
-                f"Line {loc} is past the end: p. {page} of {name} has {_count(len(lines), 'line')}. Open it at a "
-                f"line from 1 to {len(lines)}.",
+                f"Line {loc} is past the end: p. {page} of {neutralise(name)} has {_count(len(lines), 'line')}. "
+                f"Open it at a line from 1 to {len(lines)}.",
                 f"Open failed: {_short(name, 40)} p. {page} has {_count(len(lines), 'line')}",
             )
         if loc is None or loc < 1:
@@ -393,8 +394,9 @@ class Toolbox:
             found = [path for path in paths if path.lower().endswith("/" + wanted.lower().lstrip("/"))]
         if not found:
             raise _Misuse(
-                f"{neutralise(wanted)!r} is not a file you have seen a passage of. Open a passage by its label, "
-                f"e.g. {tool}(id=3), or search for the file first: search(query=..., name={neutralise(wanted)!r}).",
+                f"{neutralise(wanted)!r} is not a file you have seen a passage of. Name a passage by its label, "
+                f"e.g. {_BY_LABEL[tool]}, or search for the file first: search(query=..., "
+                f"name={neutralise(PurePath(wanted).name)!r}).",
                 f"{tool.capitalize()} failed: {_short(PurePath(wanted).name, 40)!r} not seen",
             )
         if len(found) > 1:
@@ -493,6 +495,7 @@ def without_overlap(previous: str, text: str, probe: int = 8, window: int = 4000
     return stripped
 
 
+_BY_LABEL = {OPEN: "open(id=3)", FIND: "find(pattern='net income', cursor=3)"}
 _EXAMPLES = {
     SEARCH: '{"query": "net income 2022"}',
     OPEN: '{"id": 3}',
