@@ -717,3 +717,36 @@ class Catalog:
     @staticmethod
     def delete_document(db: sqlite3.Connection, document_id: str) -> None:
         db.execute("DELETE FROM documents WHERE id = ?", (document_id,))
+
+    # ----- research tools (rag/tools/library.py) -----
+    def folders_matching(self, folder: str) -> list[str]:
+        """The folders of searchable documents that `folder` names, sorted: the folder itself when it is an
+        absolute path holding any, else every folder whose path ends in it, compared case-insensitively
+        ("reports" and "2022/Reports" both name /home/me/docs/2022/reports). The model sees file names, not
+        folders, so it names a folder as the question did."""
+        wanted = folder.strip().replace("\\", "/")
+        if not wanted.strip("/"):
+            return []
+        with self._lock:
+            stored = [str(row[0]) for row in self._db.execute(
+                "SELECT path FROM documents WHERE status IN ('indexed', 'partial')")]
+        paths = [load_path(path) for path in stored]
+        if wanted.startswith("/"):
+            prefix = wanted.rstrip("/") + "/"
+            return [wanted.rstrip("/")] if any(path.startswith(prefix) for path in paths) else []
+        needle = "/" + wanted.strip("/").lower() + "/"
+        found: set[str] = set()
+        for path in paths:
+            lowered = path.lower()
+            at = lowered.find(needle)
+            while at >= 0:
+                found.add(path[: at + len(needle) - 1])
+                at = lowered.find(needle, at + 1)
+        return sorted(found)
+
+    def count_documents(self, filters: Filters | None = None) -> int:
+        """How many documents with passages pass `filters` (all of them when None)."""
+        where, parameters = filter_condition(filters)
+        sql = "SELECT count(*) FROM documents d WHERE EXISTS (SELECT 1 FROM chunks c WHERE c.document_id = d.id)"
+        with self._lock:
+            return int(self._db.execute(sql + (f" AND {where}" if where else ""), parameters).fetchone()[0])
