@@ -10,6 +10,7 @@ from rag.llm.chat import ChatModel
 from rag.llm.ollama import OllamaChat
 from rag.llm.openai_compatible import OpenAIChat
 from rag.settings import Settings
+from rag.tools.calculator import Calculator
 
 
 def make_embedder(settings: Settings) -> Embedder:
@@ -45,3 +46,11 @@ def make_chat(settings: Settings) -> ChatModel:
     if settings.llm == "openai":
         return OpenAIChat(settings)
     return OllamaChat(settings)
+
+
+def make_calculator(settings: Settings) -> Calculator:
+    """Research mode's calculator: model-written Python in the WebAssembly sandbox, with the settings' limits.
+    Its worker process starts at the first calculation, not here."""
+    from rag.tools.sandbox import SandboxCalculator
+
+    return SandboxCalculator.from_settings(settings)

@@ -1,8 +1,9 @@
 """The tools as the model is told about them: names, descriptions and JSON-Schema parameters.
 
 Shaped like gpt-oss's reference browser tool (`browser.search(query, topn)`, `browser.open(id, cursor, loc,
-num_lines)`, `browser.find(pattern, cursor)`) and its `python` tool, so the habits the model was trained with
-work: its trained names go to servers that pass them through (`trained_name`), plain names elsewhere.
+num_lines)`, `browser.find(pattern, cursor)`), so the habits the model was trained with work: its trained names
+go to servers that pass them through (`trained_name`), plain names elsewhere. The calculator is a plain function
+(`run_python`), for the reason given at PYTHON.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from rag.llm.chat import ToolSpec
 SEARCH = "search"
 OPEN = "open"
 FIND = "find"
-PYTHON = "python"
+# Not gpt-oss's trained `python`: through Ollama the model writes raw code (not JSON) to its built-in python
+# tool, which Ollama then cannot parse, and the built-in's own text promises a stateful notebook with files that
+# the sandbox does not have. A plain function name gets JSON arguments (odysseus-dev/odysseus #5877).
+PYTHON = "run_python"
 
 KINDS = ("pdf", "text", "markdown", "html", "docx")
 
@@ -108,7 +112,7 @@ def find_spec() -> ToolSpec:
 def python_spec() -> ToolSpec:
     return ToolSpec(
         name=PYTHON,
-        trained_name="python",
+        trained_name=None,
         description=(
             "Run Python to calculate: for arithmetic over figures from the passages (growth rates, ratios, sums). "
             "Each run starts from nothing; there are no files and no network. Only what the code prints comes "

@@ -92,12 +92,12 @@ def test_specs_have_plain_names_trained_names_and_the_browser_parameters(index: 
 def test_the_python_tool_is_offered_only_with_a_calculator(index: Index) -> None:
     tools = toolbox(index, calculator=ScriptedCalculator())
     (python,) = [spec for spec in tools.specs if "python" in spec.name]
-    assert (python.name, python.trained_name) == ("python", "python")
+    assert (python.name, python.trained_name) == ("run_python", None)
     assert python.parameters["required"] == ["code"] and python.parameters["properties"]["code"]["type"] == "string"
     assert "print" in python.parameters["properties"]["code"]["description"]
     without = toolbox(index)
-    assert all(spec.name != "python" for spec in without.specs)
-    assert "There is no tool named 'python'" in error(call(without, "python", code="print(1)"))
+    assert all(spec.name != "run_python" for spec in without.specs)
+    assert "There is no tool named 'run_python'" in error(call(without, "run_python", code="print(1)"))
 
 
 # ----- search -----
@@ -327,7 +327,7 @@ def test_a_calculation_keeps_its_code_and_output(index: Index) -> None:
     calculator = ScriptedCalculator()
     calculator.enqueue("0.09433962264150944\n")
     tools = toolbox(index, calculator=calculator)
-    outcome = call(tools, "python", code="print((4350 - 3975) / 3975)")
+    outcome = call(tools, "run_python", code="print((4350 - 3975) / 3975)")
     assert calculator.runs == ["print((4350 - 3975) / 3975)"]
     assert outcome.text == "0.09433962264150944\n" and not outcome.failed
     assert outcome.summary == "Calculated: (4350 - 3975) / 3975 → 0.09433962264150944"
@@ -340,14 +340,14 @@ def test_a_failed_or_silent_calculation_tells_the_model(index: Index) -> None:
     calculator.enqueue("", error="ZeroDivisionError: division by zero")
     calculator.enqueue("")
     tools = toolbox(index, calculator=calculator)
-    failed = call(tools, "python", code="x = 1\nprint(x / 0)")
+    failed = call(tools, "run_python", code="x = 1\nprint(x / 0)")
     assert "ZeroDivisionError" in error(failed) and failed.summary.startswith("Calculation failed: ZeroDivision")
     assert failed.code == "x = 1\nprint(x / 0)"
-    silent = call(tools, "python", code="x = 2 * 3")
+    silent = call(tools, "run_python", code="x = 2 * 3")
     assert not silent.failed and "print()" in silent.text
-    assert "python needs `code`" in error(call(tools, "python"))
+    assert "python needs `code`" in error(call(tools, "run_python"))
     calculator.enqueue("6\n")
-    assert call(tools, "python", script="print(2 * 3)").output == "6\n"  # the one string argument, however named
+    assert call(tools, "run_python", script="print(2 * 3)").output == "6\n"  # the one string argument, however named
 
 
 # ----- misuse -----
