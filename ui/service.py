@@ -33,6 +33,7 @@ from rag.llm.chat import ChatModel
 from rag.records import Effort, Filters, Hit
 from rag.search.retrieve import close_lexical_pool, search
 from rag.settings import Settings
+from rag.tools.calculator import Calculator
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class ArchivistService:
         quiet_seconds: float = 0.5,
         flags: Mapping[str, object] | None = None,
         make_chat: Callable[[Settings], ChatModel] | None = None,
+        calculator: Calculator | None = None,
     ) -> None:
         self.settings = settings
         self.index = index
@@ -91,6 +93,10 @@ class ArchivistService:
         # What the command line said, to reload the settings after the page saves some.
         self.flags = dict(flags) if flags is not None else {"data_dir": settings.data_dir}
         self._make_chat = make_chat  # rebuilds the chat model after the LLM settings change; None: keep it
+        # Research mode's sandbox, one for every page session; made at the first research answer (its worker
+        # process starts at the first calculation).
+        self._calculator = calculator
+        self._calculator_lock = threading.Lock()
         self.quiet_seconds = quiet_seconds
         self.recent_problems: deque[str] = deque(maxlen=MAX_RECENT_PROBLEMS)
         self._llm_check: tuple[float, ChatModel | None, str | None] = (float("-inf"), None, None)
@@ -190,6 +196,8 @@ class ArchivistService:
             self.index.close()
             close_lexical_pool()
             self.chat.close()
+            if self._calculator is not None:
+                self._calculator.close()
             if self.lock is not None:
                 self.lock.release()
 
@@ -340,8 +348,17 @@ class ArchivistService:
         settings = self.settings
         if sources is not None and sources != settings.sources:
             settings = settings.model_copy(update={"sources": sources})
-        events = ask(question, self.index, self.chat, settings, effort, history=history, filters=filters, mode=mode)
+        events = ask(question, self.index, self.chat, settings, effort, history=history, filters=filters, mode=mode,
+                     calculator=self.calculator())
         return self._with_indexing_notice(events)
+
+    def calculator(self) -> Calculator:
+        with self._calculator_lock:
+            if self._calculator is None:
+                from rag.factory import make_calculator
+
+                self._calculator = make_calculator(self.settings)
+            return self._calculator
 
     def _with_indexing_notice(self, events: Iterator[AnswerEvent]) -> Iterator[AnswerEvent]:
         """The answer, noting when indexing was still under way as it finished: it may then say "not in your
