@@ -397,7 +397,7 @@ def answer_live(
 
 
 def steps_title(steps: Sequence[Step]) -> str:
-    return f"Research steps ({len(steps)})"
+    return "Research steps"
 
 
 # ----- the page -----

@@ -106,10 +106,12 @@ def test_the_supporting_sentence_is_highlighted_and_a_follow_up_uses_the_convers
     follow_up = page.get_by_test_id("stChatMessage").last
     expect(follow_up.get_by_text("Searched for:", exact=False)).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
     expect(follow_up.get_by_text("Sources")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
-    rewrite, answer_request = standin.chat_requests[asks_before:]
+    # The rewrite, then research mode's requests: the stand-in's gpt-oss searches once, then answers.
+    rewrite, first, *rest = standin.chat_requests[asks_before:]
     assert rewrite["think"] == "low" and rewrite["messages"][-1]["content"].endswith("And what is its coolant?")
-    assert [m["role"] for m in answer_request["messages"]] == ["system", "user", "assistant", "user"]
-    assert answer_request["messages"][1]["content"] == QUESTION
+    assert [m["role"] for m in first["messages"]] == ["system", "user", "assistant", "user"]
+    assert first["messages"][1]["content"] == QUESTION
+    assert [m["role"] for m in rest[-1]["messages"]][-2:] == ["assistant", "tool"]
     page.screenshot(path=str(artifacts / "follow-up.png"), full_page=True, animations="disabled")
     assert_only_local(urls)
 
@@ -197,3 +199,41 @@ def test_library_and_settings_pages(
     expect(page.get_by_text("Where each value comes from")).to_be_visible()
     page.screenshot(path=str(artifacts / "settings.png"), full_page=True, animations="disabled")
     watch.assert_clean()
+
+
+def test_research_steps_appear_on_the_page_as_they_happen_folded_like_the_reasoning(
+    page: Page, app_url: str, standin: OllamaStandIn, artifacts: Path
+) -> None:
+    open_when_indexed(page, app_url)
+    requests_before = len(standin.chat_requests)
+    standin.enqueue(ScriptedReply(thinking="I search for the temperature.", content="",
+                                  tool_calls=[("browser.search", {"query": "Zorblax reactor temperature"})]))
+    standin.enqueue(ScriptedReply(thinking="Then I work out the margin.", content="",
+                                  tool_calls=[("run_python", {"code": "print((4350 - 3975) / 3975)"})]))
+    standin.enqueue(ScriptedReply(thinking="Enough.", content=f"{FACT} [1]"))
+
+    ask(page, QUESTION)
+
+    answer = page.get_by_test_id("stChatMessage").last
+    expect(answer.get_by_text("Sources")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    steps = answer.get_by_text("Research steps")
+    expect(steps).to_be_visible()
+    steps.click()
+    expect(answer.get_by_text(re.compile(r"Searched: Zorblax reactor temperature, \d+ passages?"))).to_be_in_viewport()
+    expect(answer.get_by_text("Calculated", exact=False).first).to_be_visible()
+    expect(answer.get_by_text("0.09433962264150944", exact=False).first).to_be_visible()  # run in the sandbox
+    page.screenshot(path=str(artifacts / "research-steps.png"), full_page=True, animations="disabled")
+    offered = standin.offered[requests_before:]
+    assert "browser.search" in offered[0] and "run_python" in offered[0]
+    assert [m["role"] for m in standin.chat_requests[-1]["messages"]][-4:] == ["assistant", "tool", "assistant", "tool"]
+
+
+def test_the_research_switch_answers_in_one_request(page: Page, app_url: str, standin: OllamaStandIn) -> None:
+    open_when_indexed(page, app_url)
+    page.get_by_test_id("stSidebar").get_by_text("Research mode").click()
+    requests_before = len(standin.chat_requests)
+    ask(page, QUESTION)
+    answer = page.get_by_test_id("stChatMessage").last
+    expect(answer.get_by_text("Sources")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(answer.get_by_text("Research steps")).to_have_count(0)
+    assert standin.offered[requests_before:] == [[]]
