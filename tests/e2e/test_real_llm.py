@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import re
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from rag.index.local_model import SentenceTransformerEmbedder
 from rag.llm.chat import Delta, ToolCall, ToolSpec, Usage
 from rag.llm.openai_compatible import OpenAIChat
 from rag.settings import Settings, SupportSettings
+from tests.conftest import subprocess_env
 from tests.ollama_standin import free_port
 from tests.unit.test_prompt import ESTIMATE_SAMPLES
 
@@ -266,3 +270,38 @@ def test_the_prompt_estimate_errs_high_against_a_real_tokenizer(llama_server: Ll
     counted = len(response.json()["tokens"])
     assert counted > 0
     assert estimate_tokens(text) >= counted, (estimate_tokens(text), counted)
+
+
+@pytest.mark.corpus
+def test_eval_answers_runs_financebench_questions_through_a_real_llm(
+    llama_server: LlamaServer, shared_data: Path, tmp_path: Path
+) -> None:
+    """`archivist eval answers` end to end on the small model: plumbing, not accuracy (SmolLM2 cannot do
+    FinanceBench). Its figures are printed for the record."""
+    source = shared_data / "financebench"
+    folder = tmp_path / "financebench"
+    (folder / "pdfs").mkdir(parents=True)
+    shutil.copy(source / "pdfs" / "ULTABEAUTY_2023Q4_EARNINGS.pdf", folder / "pdfs")  # 4 questions, 100 KB
+    (folder / "questions.jsonl").write_text((source / "questions.jsonl").read_text())
+    env = subprocess_env(
+        ARCHIVIST_LLM="openai", ARCHIVIST_OPENAI_BASE_URL=llama_server.url, ARCHIVIST_MODEL=MODEL_ALIAS,
+        ARCHIVIST_NUM_CTX=str(CONTEXT_TOKENS), ARCHIVIST_NUM_PREDICT="96", ARCHIVIST_TEMPERATURE="0",
+        ARCHIVIST_LLM_TIMEOUT_S="120",
+    )
+    for mode in ("quick", "research"):
+        completed = subprocess.run(
+            [sys.executable, "-m", "ui.cli", "eval", "answers", "financebench", str(folder), "--mode", mode,
+             "--limit", "2", "--json", "--data-dir", str(tmp_path / "eval")],
+            capture_output=True, text=True, timeout=900, env=env,
+        )
+        assert completed.returncode == 0, completed.stderr
+        result = json.loads(completed.stdout)
+        assert result["questions"] == 2 and result["errors"] == 0, result["answers"]
+        assert result["mode"] == mode and result["model"] == MODEL_ALIAS
+        assert {"numeric_correct", "refusals", "tool_calls_per_question", "supported_share",
+                "seconds_per_answer"} <= set(result)
+        for row in result["answers"]:
+            assert row["gold"] and isinstance(row["answer"], str) and row["seconds"] > 0
+        print(f"\n{mode}: " + json.dumps({key: result[key] for key in (
+            "numeric_questions", "numeric_correct", "refusals", "tool_calls_per_question", "supported_share",
+            "seconds_per_answer")}))
