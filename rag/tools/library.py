@@ -317,7 +317,7 @@ class Toolbox:
         before = len(self.ledger)
         blocks, shown = [], []
         room = MAX_FIND_LINES
-        first: tuple[int, int] | None = None
+        first: tuple[int, int] | None = None  # (label, line) of the first match shown: matches is not empty
         for page, text, numbers in matches:
             if room <= 0:
                 break
@@ -330,7 +330,7 @@ class Toolbox:
             body = "\n".join(f"L{n}: {neutralise(text[lines[n - 1].start:lines[n - 1].end])}" for n in kept)
             blocks.append(f"[{label}] {neutralise(name)} — p. {page} ({_count(len(numbers), 'matching line')} of "
                           f"{len(lines)})\n<source>\n{body}\n</source>")
-        assert first is not None
+        first = first or (shown[0], 1)
         self._current = first[0]
         head = f"{_count(total, 'line')} of {neutralise(name)} {'contains' if total == 1 else 'contain'} {quoted!r}"
         if total > MAX_FIND_LINES:
@@ -346,7 +346,8 @@ class Toolbox:
 
     # ----- python -----
     def _calculate(self, arguments: dict[str, Any]) -> ToolOutcome:
-        assert self.calculator is not None
+        if self.calculator is None:  # not offered then; a model calling it anyway is told so
+            raise _Misuse(f"There is no tool named {PYTHON!r}.", "Calculation refused: no calculator")
         code = arguments.get("code")
         if code is None:
             strings = [value for value in arguments.values() if isinstance(value, str)]
