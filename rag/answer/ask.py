@@ -14,13 +14,13 @@ from datetime import date
 
 from rag.answer.followup import accept_rewrite, joined_query, needs_context, rewrite_messages
 from rag.answer.grounding import AnswerSentence, citations_for, ground_sentences
-from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange, build_prompt
+from rag.answer.packing import gather, pack_prompt
+from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange
 from rag.answer.support import SupportScorer
 from rag.errors import LLMError
 from rag.index.index import Index
 from rag.llm.chat import INCOMPLETE, ChatModel, Delta, Usage
 from rag.records import Citation, Effort, Filters, Hit
-from rag.search.retrieve import search
 from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -153,26 +153,22 @@ def ask(
     effort = effort or settings.effort
     query = standalone_query(question, history, chat)
     yield Searching(query)
-    hits = search(index, query, settings.sources, filters=filters, tuning=settings.retrieval)
+    hits = gather(index, query, settings, filters)  # context.candidates of them, packed below
     answer = Answer(question=question, query=query)
     if not is_relevant(hits, settings.min_relevance):
         # Nothing to ground an answer on: say so, show the nearest passages, and do not ask the model.
         answer.found_relevant = False
-        answer.passages = hits
+        answer.passages = hits[: settings.sources]
         answer.answer = NOT_IN_DOCUMENTS
-        yield PassagesFound(hits, relevant=False)
+        yield PassagesFound(answer.passages, relevant=False)
         yield AnswerDelta(NOT_IN_DOCUMENTS)
         yield Finished(answer)
         return
-    prompt = build_prompt(question, hits, settings.num_ctx, reply_room(settings), history, effort,
-                          today or date.today())
+    prompt = pack_prompt(question, query, hits, index, settings, reply_room(settings), history, effort,
+                         today or date.today())
     answer.passages = prompt.passages
     answer.estimated_prompt_tokens = prompt.estimated_tokens
-    if len(prompt.passages) < len(hits):
-        answer.notices.append(
-            f"{len(hits) - len(prompt.passages)} of {len(hits)} passages did not fit the context window "
-            f"(ARCHIVIST_NUM_CTX={settings.num_ctx:,}) and were left out."
-        )
+    answer.notices.extend(prompt.notices)
     yield PassagesFound(prompt.passages)
     reasoning: list[str] = []
     content: list[str] = []
