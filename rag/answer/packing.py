@@ -10,7 +10,8 @@ Two rules keep the document a question is about in the prompt:
 - one document may fill at most `per_document / sources` of the budget (the share the old cap of 3 in 6 gave it)
   before other documents' passages come first; a document the question names (`named_documents`) has no cap;
 - a passage of a document none of whose chunks reaches `min_relevance` (an unrelated document) never takes the
-  place of a further passage of a relevant document, cap or not. (Asked how much memory gpt-oss-120b needs over
+  place of a further passage of a relevant document, cap or not: unrelated documents are read only when every
+  candidate passage of the relevant ones fitted. (Asked how much memory gpt-oss-120b needs over
   a Spanish article among other files, the chunk with the answer used to lose its place to unrelated files.)
 
 `pack` is the pure core; `gather` and `pack_prompt` read the index and the settings.
@@ -111,8 +112,8 @@ def packing_order(
     document_budget: int,
     min_relevance: float,
     uncapped: frozenset[str] = frozenset(),
-) -> list[Piece]:
-    """The pieces in the order they are offered to the budget: rank order within each tier,
+) -> list[list[Piece]]:
+    """The pieces in four tiers, offered to the budget in this order, each in rank order:
     0. relevant documents' pieces within their share of the budget (`document_budget` tokens; none for the
        documents in `uncapped`),
     1. relevant documents' further pieces,
@@ -132,7 +133,7 @@ def packing_order(
         if within:
             used[document] = spent + cost(piece.hit)
         tiers[(0 if document in relevant else 2) + (0 if within else 1)].append(piece)
-    return [piece for tier in tiers for piece in tier]
+    return tiers
 
 
 def pack(
@@ -151,7 +152,12 @@ def pack(
 
     `neighbours`: chunk id -> the chunks next to it (same page or section), read with it when they fit; they
     take its rank."""
-    order = packing_order(pieces, cost, document_budget, min_relevance, uncapped)
+    tiers = packing_order(pieces, cost, document_budget, min_relevance, uncapped)
+    order = [piece for tier in tiers for piece in tier]
+    # Unrelated documents come in only when every passage of the relevant ones did: never in the room left
+    # by a relevant passage too long for it.
+    unrelated = {(piece.document_id, piece.ordinal) for piece in tiers[2] + tiers[3]}
+    relevant_left_out = False
     pulled_by: dict[str, str] = {}  # a neighbour's chunk id -> the hit that brought it
     if merge and neighbours:
         known = {(piece.document_id, piece.ordinal) for piece in pieces}
@@ -181,9 +187,13 @@ def pack(
         anchor = pulled_by.get(piece.hit.chunk_id)
         if anchor is not None and anchor not in taken:
             continue  # a neighbour is read with its hit, never instead of it
+        is_unrelated = (document, piece.ordinal) in unrelated
+        if is_unrelated and relevant_left_out:
+            break
         trial = [*chosen.get(document, []), piece]
         trial_cost = sum(cost_of(group) for group in groups_of(trial, merge))
         if total - spent.get(document, 0) + trial_cost > budget:
+            relevant_left_out = relevant_left_out or (not is_unrelated and anchor is None)
             continue  # a shorter, lower-placed piece may still fit
         total += trial_cost - spent.get(document, 0)
         chosen[document], spent[document] = trial, trial_cost
