@@ -40,7 +40,7 @@ from evaluation.metrics import hit_at, mean, percentile, set_recall_at
 from evaluation.record import run_record
 from evaluation.rename import RENAME_VERSION, rename_library
 from rag.answer.ask import is_relevant, reply_room
-from rag.answer.packing import gather, pack_prompt
+from rag.answer.packing import gather, nearest, pack_prompt
 from rag.errors import ConfigError
 from rag.index.index import FileFacts
 from rag.index.lock import WriterLock
@@ -181,7 +181,7 @@ class FinanceBenchEvaluation(CachedIndexEvaluation):
             text = question["question"]
             hits = gather(index, text, settings)
             before.append(float(bool(self._pages(hits[: settings.sources]) & evidence)))
-            if not is_relevant(hits, settings.min_relevance):
+            if not is_relevant(nearest(hits, settings), settings.min_relevance):
                 refused += 1
                 given.append(0.0)
                 bar.advance()

@@ -14,7 +14,7 @@ from datetime import date
 
 from rag.answer.followup import accept_rewrite, joined_query, needs_context, rewrite_messages
 from rag.answer.grounding import AnswerSentence, citations_for, ground_sentences
-from rag.answer.packing import gather, pack_prompt
+from rag.answer.packing import gather, nearest, pack_prompt
 from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange
 from rag.answer.support import SupportScorer
 from rag.errors import LLMError
@@ -155,10 +155,10 @@ def ask(
     yield Searching(query)
     hits = gather(index, query, settings, filters)  # context.candidates of them, packed below
     answer = Answer(question=question, query=query)
-    if not is_relevant(hits, settings.min_relevance):
+    if not is_relevant(nearest(hits, settings), settings.min_relevance):
         # Nothing to ground an answer on: say so, show the nearest passages, and do not ask the model.
         answer.found_relevant = False
-        answer.passages = hits[: settings.sources]
+        answer.passages = nearest(hits, settings)
         answer.answer = NOT_IN_DOCUMENTS
         yield PassagesFound(answer.passages, relevant=False)
         yield AnswerDelta(NOT_IN_DOCUMENTS)

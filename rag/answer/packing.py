@@ -219,6 +219,12 @@ def gather(index: Index, query: str, settings: Settings, filters: Filters | None
     return search(index, query, settings.context.candidates, filters=filters, tuning=tuning)
 
 
+def nearest(hits: Sequence[Hit], settings: Settings) -> list[Hit]:
+    """The top `sources` candidates: what the "is anything relevant?" check reads (its threshold,
+    `min_relevance`, was tuned on the best of the top 6) and what a refusal shows."""
+    return list(hits[: settings.sources])
+
+
 def pack_prompt(
     question: str,
     query: str,
