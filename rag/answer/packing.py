@@ -208,7 +208,7 @@ def pack(
 
 def candidate_cap(settings: Settings) -> int:
     """Per-document cap of the candidates search returns: the retrieval cap (per_document of `sources`
-    passages) scaled to `context.candidates`, so a long relevant document is not cut to 3 of 60."""
+    passages) scaled to `context.candidates` (50 of 100), so a long relevant document is not cut to 3 of 100."""
     tuning = settings.retrieval
     return max(tuning.per_document, math.ceil(settings.context.candidates * tuning.per_document / settings.sources))
 
