@@ -5,6 +5,12 @@ Per question, over the pages of the top-k chunks: `page_hit@k` is 1 when any evi
 rate; it was called `page_recall@k` before), `page_recall@k` the share of the question's evidence pages among
 them; `doc_hit@5` whether the filing asked about is among the top five chunks' files.
 
+With `context`, every question also goes through quick mode's own packing (`rag.answer.packing`, the prompt
+`ask` would send at these settings, without calling any model): `evidence_in_context` is the share of questions
+with an evidence page among the pages of the passages given to the model (a merged passage covers all its pages),
+`evidence_in_top_sources` the same for the top `sources` chunks alone (the prompt before packing by budget), and
+`prompt_tokens` the whole rendered prompt's size in gpt-oss tokens (exact when quicktok is installed).
+
 FinanceBench's file names (`BESTBUY_2023_10K`) are the ones the named-file search was designed while looking at,
 so its figures on them are in-sample. `rename=True` measures the same questions on the same filings renamed
 to other plausible conventions (`evaluation.rename`): the library a person renaming those files would have.
@@ -19,6 +25,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import date
 from pathlib import Path
 
 from evaluation.cache import (
@@ -32,9 +39,13 @@ from evaluation.cache import (
 from evaluation.metrics import hit_at, mean, percentile, set_recall_at
 from evaluation.record import run_record
 from evaluation.rename import RENAME_VERSION, rename_library
+from rag.answer.ask import is_relevant, reply_room
+from rag.answer.packing import gather, nearest, pack_prompt
 from rag.errors import ConfigError
 from rag.index.index import FileFacts
 from rag.index.lock import WriterLock
+from rag.llm.tokens import count_rendered, exact
+from rag.records import Hit
 from rag.search.retrieve import Mode, RetrievalSettings, search
 from rag.settings import Settings
 
@@ -154,6 +165,51 @@ class FinanceBenchEvaluation(CachedIndexEvaluation):
         result.update(run_record(self.settings, mode=mode, retrieval=tuning))
         return result
 
+    def context(self) -> dict[str, object]:
+        """Quick mode's prompt for every question, as `ask` builds it at these settings (see the module's
+        docstring); a question `ask` would refuse as not in the documents counts as evidence not given."""
+        index = self._open()
+        settings = self.settings
+        given: list[float] = []
+        before: list[float] = []
+        tokens: list[float] = []
+        passages: list[float] = []
+        refused = 0
+        bar = sink(self.progress, len(self.questions), "Packing")
+        for question in self.questions:
+            evidence = {(e["doc_name"], int(e["evidence_page_num"]) + 1) for e in question["evidence"]}
+            text = question["question"]
+            hits = gather(index, text, settings)
+            before.append(float(bool(self._pages(hits[: settings.sources]) & evidence)))
+            if not is_relevant(nearest(hits, settings), settings.min_relevance):
+                refused += 1
+                given.append(0.0)
+                bar.advance()
+                continue
+            prompt = pack_prompt(text, text, hits, index, settings, reply_room(settings), (), settings.effort,
+                                 date(2026, 1, 1))
+            given.append(float(bool(self._pages(prompt.passages) & evidence)))
+            tokens.append(count_rendered(prompt.text))
+            passages.append(len(prompt.passages))
+            bar.advance()
+        bar.close()
+        return {
+            "evidence_in_context": round(mean(given), 4),
+            "evidence_in_top_sources": round(mean(before), 4),
+            "prompt_tokens": {"mean": round(mean(tokens), 1), "median": round(percentile(tokens, 0.5), 1),
+                              "max": max(tokens, default=0.0), "exact": exact()},
+            "passages_in_context": {"mean": round(mean(passages), 2), "max": max(passages, default=0.0)},
+            "refused_as_not_relevant": refused,
+            "context_settings": {"share": settings.context.share, "candidates": settings.context.candidates,
+                                 "merge_neighbours": settings.context.merge_neighbours,
+                                 "num_ctx": settings.num_ctx, "sources": settings.sources},
+        }
+
+    def _pages(self, hits: list[Hit]) -> set[tuple[str, int]]:
+        """(FinanceBench doc_name, page) of every page the passages cover."""
+        return {(self.names.get(Path(hit.path).stem, ""), page)
+                for hit in hits for page in range(hit.page_start, hit.page_end + 1)}
+
 
 def _companies(documents_file: Path) -> dict[str, str]:
     """doc_name -> the company's name as FinanceBench spells it (documents.jsonl), when that file is there."""
@@ -188,6 +244,10 @@ def eval_financebench(
     data_dir: Path | None = None,
     progress: ProgressFactory | None = None,
     rename: bool = False,
+    context: bool = False,
 ) -> dict[str, object]:
     with FinanceBenchEvaluation(folder, settings, data_dir, progress, rename) as evaluation:
-        return evaluation.score(mode, tuning)
+        result = evaluation.score(mode, tuning)
+        if context:
+            result.update(evaluation.context())
+        return result

@@ -135,8 +135,10 @@ def sidebar(service: ArchivistService) -> Controls:
                  "answers (slower, better for questions that need several places or arithmetic). Off: one answer "
                  "from the passages found. Needs a model that takes tools, such as gpt-oss.",
         )
-        sources = st.slider("Sources per answer", 1, MAX_SOURCES, min(settings.sources, MAX_SOURCES),
-                            help="How many passages the model reads for each question.")
+        sources = st.slider("Passages shown without the model", 1, MAX_SOURCES, min(settings.sources, MAX_SOURCES),
+                            help="How many of the best passages are shown when the model is not asked (it is "
+                                 "down, or nothing relevant was found). The model itself reads as many passages "
+                                 "as fit its share of the context window (ARCHIVIST_CONTEXT__SHARE).")
         folder = None
         if len(service.roots) > 1:
             choice = st.selectbox("Only in folder", ["All folders", *map(str, service.roots)])

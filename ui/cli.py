@@ -173,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the same filings renamed to other plausible conventions (e.g. 'Best Buy Co - Annual Report "
         "FY2023.pdf'): FinanceBench's own file names are the ones the named-file search was designed on",
     )
+    financebench.add_argument(
+        "--context", action="store_true",
+        help="also build quick mode's prompt for every question (no model is called): evidence_in_context, the "
+        "share of questions whose evidence page is among the passages given to the model, and the prompt's tokens",
+    )
     for sub in (beir, financebench):
         _data_dir_option(sub)
         sub.add_argument("--mode", choices=["dense", "lexical", "hybrid"], default="hybrid")
@@ -484,7 +489,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                            progress=progress)
     else:
         result = eval_financebench(args.folder, settings, args.mode, data_dir=data_dir, progress=progress,
-                                   rename=args.rename)
+                                   rename=args.rename, context=args.context)
     if args.json:
         _print_json(result)
     else:

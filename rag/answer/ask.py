@@ -8,7 +8,8 @@ streams; the last event, `Finished`, carries the whole `Answer`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import replace
 from datetime import date
 from typing import Literal
 
@@ -24,14 +25,14 @@ from rag.answer.events import Searching as Searching
 from rag.answer.events import StepTaken as StepTaken
 from rag.answer.followup import accept_rewrite, joined_query, needs_context, rewrite_messages
 from rag.answer.grounding import citations_for, ground_sentences
-from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange, Prompt, build_prompt
+from rag.answer.packing import gather, nearest, pack_prompt
+from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange, Prompt
 from rag.answer.research import research, research_messages
 from rag.answer.support import SupportScorer
 from rag.errors import LLMError, ToolsUnsupported
 from rag.index.index import Index
 from rag.llm.chat import INCOMPLETE, ChatModel, Delta, Message, Usage
 from rag.records import Effort, Filters, Hit
-from rag.search.retrieve import search
 from rag.settings import Settings
 from rag.tools.calculator import Calculator
 
@@ -98,30 +99,35 @@ def ask(
     effort = effort or settings.effort
     query = standalone_query(question, history, chat)
     yield Searching(query)
-    hits = search(index, query, settings.sources, filters=filters, tuning=settings.retrieval)
+    hits = gather(index, query, settings, filters)  # context.candidates of them, packed below
     answer = Answer(question=question, query=query)
-    if not is_relevant(hits, settings.min_relevance):
+    if not is_relevant(nearest(hits, settings), settings.min_relevance):
         # Nothing to ground an answer on: say so, show the nearest passages, and do not ask the model.
         answer.found_relevant = False
-        answer.passages = hits
+        answer.passages = nearest(hits, settings)
         answer.answer = NOT_IN_DOCUMENTS
-        yield PassagesFound(hits, relevant=False)
+        yield PassagesFound(answer.passages, relevant=False)
         yield AnswerDelta(NOT_IN_DOCUMENTS)
         yield Finished(answer)
         return
-    prompt = build_prompt(question, hits, settings.num_ctx, reply_room(settings), history, effort,
-                          today or date.today())
+    researching = _research_possible(mode or settings.research.mode, chat, answer)
+
+    def packed(research_mode: bool) -> Prompt:
+        # Research mode starts with less, leaving the window's room for what its tools bring.
+        share = settings.research.context_share if research_mode else settings.context.share
+        packing = settings.model_copy(update={"context": replace(settings.context, share=share)})
+        return pack_prompt(question, query, hits, index, packing, reply_room(settings), history, effort,
+                           today or date.today())
+
+    prompt = packed(researching)
     answer.passages = prompt.passages
     answer.estimated_prompt_tokens = prompt.estimated_tokens
-    if len(prompt.passages) < len(hits):
-        answer.notices.append(
-            f"{len(hits) - len(prompt.passages)} of {len(hits)} passages did not fit the context window "
-            f"(ARCHIVIST_NUM_CTX={settings.num_ctx:,}) and were left out."
-        )
+    answer.notices.extend(prompt.notices)
     yield PassagesFound(prompt.passages)
     passages: Sequence[Hit] = prompt.passages
-    if _research_possible(mode or settings.research.mode, chat, answer):
-        passages = yield from _researched(question, prompt, index, chat, settings, effort, answer, calculator)
+    if researching:
+        passages = yield from _researched(prompt, lambda: packed(False), index, chat, settings, effort, answer,
+                                          calculator)
     else:
         yield from _answered_once(prompt.messages, chat, effort, answer)
     answer.passages = list(passages)
@@ -168,11 +174,11 @@ def _answered_once(
 
 
 def _researched(
-    question: str, prompt: Prompt, index: Index, chat: ChatModel, settings: Settings, effort: Effort,
-    answer: Answer, calculator: Calculator | None,
+    prompt: Prompt, quick_prompt: Callable[[], Prompt], index: Index, chat: ChatModel, settings: Settings,
+    effort: Effort, answer: Answer, calculator: Calculator | None,
 ) -> Generator[AnswerEvent, None, Sequence[Hit]]:
     """Research mode; returns every passage the model saw, by label. A server that refuses tools gets the
-    one-shot answer instead, with a notice."""
+    one-shot answer instead (from `quick_prompt`, packed as quick mode packs), with a notice."""
     from rag.answer.labels import Ledger
     from rag.tools.library import Toolbox
 
@@ -195,8 +201,11 @@ def _researched(
             f"The server refused tools for {chat.model}, so it answered in one shot from the passages found "
             f"({refusal})."
         )
-        yield from _answered_once(prompt.messages, chat, effort, answer)
-        return prompt.passages
+        quick = quick_prompt()
+        answer.estimated_prompt_tokens = quick.estimated_tokens
+        yield PassagesFound(quick.passages)
+        yield from _answered_once(quick.messages, chat, effort, answer)
+        return quick.passages
     finally:
         if own_calculator:
             calculator.close()
@@ -211,7 +220,7 @@ def _check_usage(answer: Answer, settings: Settings) -> None:
             answer.notices.append(
                 f"The server cut the prompt to its context window ({answer.prompt_tokens:,} of "
                 f"ARCHIVIST_NUM_CTX={settings.num_ctx:,} tokens), so some sources were not read. Raise "
-                "ARCHIVIST_NUM_CTX, or lower ARCHIVIST_SOURCES."
+                "ARCHIVIST_NUM_CTX, or lower ARCHIVIST_CONTEXT__SHARE."
             )
         elif answer.estimated_prompt_tokens is not None and answer.prompt_tokens > answer.estimated_prompt_tokens:
             logger.warning("prompt took %d tokens, more than the estimate of %d", answer.prompt_tokens,

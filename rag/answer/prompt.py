@@ -3,13 +3,13 @@
 The rules are the developer part's `# Instructions` (sent as `system` through chat APIs, see
 `rag.llm.harmony.chat_messages`); the sources are quoted in the user turn as data, with harmony's control tokens
 made inert, so a document can neither forge a message nor change the rules. Passages are packed to fit the
-context window with an estimate of gpt-oss's token count that errs high (its tokenizer file is not
-available offline), leaving room for the reasoning and the answer.
+context window, leaving room for the reasoning and the answer: with gpt-oss's exact token counts
+(`rag.llm.tokens`, its o200k_harmony encoding) when the model is gpt-oss and quicktok is there, else with an
+estimate that errs high (another model's tokenizer may split text finer than o200k does).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +19,8 @@ from pathlib import PurePath
 from rag.answer.citations import strip_citations
 from rag.errors import QuestionTooLong
 from rag.llm.harmony import Conversation, SystemPart, Turn, chat_messages, render_for_completion
+from rag.llm.tokens import count_rendered, count_tokens
+from rag.llm.tokens import estimate_tokens as estimate_tokens  # re-exported: the safe estimate
 from rag.records import Effort, Hit
 
 NOT_IN_DOCUMENTS = "I could not find the answer in your documents."
@@ -41,28 +43,10 @@ _CONTROL_TOKEN = re.compile(
 # Our own quoting: a document must not be able to close its <source> block early and write outside it.
 _QUOTE_TAG = re.compile(r"</?\s*source\b[^>]*>", re.IGNORECASE)
 
-# Upper-bound token estimate for gpt-oss's o200k tokenizer: a run of ASCII letters costs a token per 4
-# letters (common words are one token), digits go 3 to a token (as o200k splits them), every other visible
-# character and every run of line breaks or repeated spaces one token, a single space nothing (it joins
-# the next word). Real counts are about 70-80% of this for English prose; the error is kept on the safe side.
-_TOKEN_PIECE = re.compile(r"[A-Za-z]+|\d+| (?=\S)|\s+|.", re.DOTALL)
 MESSAGE_OVERHEAD_TOKENS = 8  # <|start|>role<|message|>…<|end|> and the assistant header
-PROMPT_MARGIN_TOKENS = 256  # on top of the estimate: the server's own template may add a little
+PROMPT_MARGIN_TOKENS = 256  # on top of the count: the server's own template may add a little
 HISTORY_SHARE = 0.25  # at most this share of the prompt budget carries earlier turns
-
-
-def estimate_tokens(text: str) -> int:
-    """An estimate of gpt-oss's token count for `text` that errs high."""
-    count = 0
-    for piece in _TOKEN_PIECE.findall(text):
-        first = piece[0]
-        if first.isascii() and first.isalpha():
-            count += math.ceil(len(piece) / 4)
-        elif first.isdigit() and first.isascii():
-            count += math.ceil(len(piece) / 3)
-        elif piece != " ":
-            count += 1
-    return count
+BLOCK_SEPARATOR_TOKENS = 2  # the blank line between source blocks
 
 
 @dataclass(frozen=True)
@@ -77,9 +61,10 @@ class Exchange:
 class Prompt:
     conversation: Conversation
     passages: list[Hit]  # the sources in the prompt, numbered 1..n in this order
-    estimated_tokens: int  # of the whole rendered harmony prompt
+    estimated_tokens: int  # of the whole rendered harmony prompt (exact for gpt-oss, else an estimate erring high)
     budget_tokens: int  # what the prompt may use: the context window minus the reply's room and a margin
     history_used: int  # how many of the latest earlier exchanges fit
+    notices: tuple[str, ...] = ()  # what the person should know about the packing (e.g. a small window)
 
     @property
     def messages(self) -> list[dict[str, str]]:
@@ -131,10 +116,13 @@ def build_prompt(
     history: Sequence[Exchange] = (),
     effort: Effort = "medium",
     today: date | None = None,
+    exact: bool = False,
 ) -> Prompt:
     """Number the passages and pack the latest history and as many passages as fit in `num_ctx`, keeping
     `reserve_tokens` for the reply (reasoning and answer). Raises QuestionTooLong when not even the question
-    fits."""
+    fits. `exact`: count with gpt-oss's own tokenizer (the model is gpt-oss), else with the safe estimate."""
+    count_text = count_tokens if exact else estimate_tokens
+    count_prompt = count_rendered if exact else estimate_tokens
     budget = num_ctx - reserve_tokens - PROMPT_MARGIN_TOKENS
     system = SystemPart(effort=effort, current_date=today)
 
@@ -142,7 +130,7 @@ def build_prompt(
         return Conversation(system, GROUNDING_RULES, (*turns, Turn("user", user_message(question, blocks))))
 
     def cost(turns: Sequence[Turn], blocks: Sequence[str]) -> int:
-        return estimate_tokens(render_for_completion(conversation(turns, blocks))) + MESSAGE_OVERHEAD_TOKENS
+        return count_prompt(render_for_completion(conversation(turns, blocks))) + MESSAGE_OVERHEAD_TOKENS
 
     bare = cost([], [])
     if bare > budget:
@@ -165,7 +153,7 @@ def build_prompt(
     blocks: list[str] = []
     for hit in hits:
         block = source_block(len(kept) + 1, hit)
-        block_cost = estimate_tokens(block) + 2  # the blank line between blocks
+        block_cost = count_text(block) + BLOCK_SEPARATOR_TOKENS
         if used + block_cost > budget:
             continue
         kept.append(hit)

@@ -424,6 +424,27 @@ class Catalog:
                 found.update((row["id"], _chunk(row)) for row in rows)
         return found
 
+    def chunks_at(self, places: Sequence[tuple[str, int]]) -> dict[tuple[str, int], ChunkRow]:
+        """The chunks (with their document's path) at these (document id, ordinal) places, e.g. a hit's
+        neighbours; places with no chunk are absent."""
+        by_document: dict[str, set[int]] = {}
+        for document_id, ordinal in places:
+            by_document.setdefault(document_id, set()).add(ordinal)
+        found: dict[tuple[str, int], ChunkRow] = {}
+        with self._lock:
+            for document_id, ordinals in by_document.items():
+                wanted = sorted(ordinals)
+                for start in range(0, len(wanted), 500):
+                    part = wanted[start : start + 500]
+                    marks = ",".join("?" * len(part))
+                    rows = self._db.execute(
+                        f"SELECT c.*, d.path AS path FROM chunks c JOIN documents d ON d.id = c.document_id "
+                        f"WHERE c.document_id = ? AND c.ordinal IN ({marks})",
+                        [document_id, *part],
+                    ).fetchall()
+                    found.update(((row["document_id"], row["ordinal"]), _chunk(row)) for row in rows)
+        return found
+
     def all_chunk_hashes(self) -> dict[str, str]:
         """Every chunk's id -> its text hash."""
         with self._lock:

@@ -129,6 +129,17 @@ def test_eval_financebench_on_three_filings(shared_data: Path, tmp_path: Path) -
     assert again["pages"] == metrics["pages"] and again["chunks"] == metrics["chunks"]
     assert again["ingest"]["embedded_texts"] == 0 and again["ingest"]["indexed"] == 0
     assert again["doc_hit@5"] > 0.8
+    # --context: quick mode's own prompt for every question (no model called), on the index already built.
+    for extra in ([], ["--rename"]):
+        packed = archivist("eval", "financebench", str(folder), "--json", "--context", *extra, "--data-dir",
+                           str(tmp_path / "eval"))
+        assert packed.returncode == 0, packed.stderr
+        context = json.loads(packed.stdout)
+        assert context["ingest"]["embedded_texts"] == 0 and context["questions"] == metrics["questions"]
+        assert 0 <= context["evidence_in_top_sources"] <= context["evidence_in_context"] <= 1
+        tokens = context["prompt_tokens"]
+        assert tokens["exact"] is True and 0 < tokens["median"] <= tokens["max"] <= 16384
+        assert context["context_settings"]["num_ctx"] == 16384
     # The renamed library started from the library's index, its documents moved as ingest moves a renamed
     # file; indexing the renamed files from scratch gives what search sees the same, so the same figures.
     fresh = archivist("eval", "financebench", str(folder), "--json", "--rename", "--data-dir",

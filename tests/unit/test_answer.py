@@ -134,7 +134,8 @@ def test_the_answer_path_uses_the_settings_retrieval_and_support_sections(tmp_pa
     def answer(**overrides: object) -> Answer:
         chat = ScriptedChat()
         chat.enqueue("Ollama listens on port 11434 [1].")
-        return finish(list(ask("Which port does Ollama listen on?", index, chat, settings(sources=2, **overrides))))
+        return finish(list(ask("Which port does Ollama listen on?", index, chat,
+                               settings(context={"candidates": 2}, **overrides))))
 
     default = answer()
     assert [hit.path for hit in default.passages] == ["/lib/ports.md"] * 2

@@ -181,3 +181,17 @@ def test_chat_messages_drop_reasoning_turns() -> None:
         {"role": "assistant", "content": "b"},
         {"role": "user", "content": "c?"},
     ]
+
+
+def test_exact_counts_for_gpt_oss_pack_more_and_still_fit() -> None:
+    from rag.llm.tokens import count_rendered
+
+    hits = [hit(i, f"Revenue in {2000 + i} was {i * 137:,} million, up {i}.5% on the year before. " * 12)
+            for i in range(1, 40)]
+    safe = build_prompt("What was revenue?", hits, num_ctx=4096, reserve_tokens=1024)
+    exact = build_prompt("What was revenue?", hits, num_ctx=4096, reserve_tokens=1024, exact=True)
+    assert len(exact.passages) > len(safe.passages)
+    # The recorded count is the rendered prompt's exact count (control tokens one each) plus the overhead.
+    assert count_rendered(exact.text) < exact.estimated_tokens <= exact.budget_tokens
+    assert exact.estimated_tokens - count_rendered(exact.text) <= 16
+    assert exact.notices == ()
