@@ -24,6 +24,7 @@ into a `Calculation` (rag/tools/sandbox.py: `calculation_from_report`).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -245,6 +246,10 @@ class Sandbox:
             memory = instance.exports(store).get("memory")
             if isinstance(memory, Memory):
                 memory_used = memory.data_len(store)
+        # A trap's traceback holds this frame, and so the Store and the guest's whole memory, in a cycle: left
+        # to the cyclic collector, a few stopped runs would pile up against this process's memory limit.
+        del instance, store
+        gc.collect()
         return {
             "stdout": stdout.data.decode("utf-8", errors="replace"),
             "output_full": stdout.full,
