@@ -375,3 +375,33 @@ class _LineReader:
         line = bytes(self._buffer[: end + 1])
         del self._buffer[: end + 1]
         return line
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m rag.tools.sandbox prepare`: compile the interpreter into the cache folder now (an image
+    build or `make test` does it once, so that the first calculation does not wait for it)."""
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments != ["prepare"]:
+        print("usage: python -m rag.tools.sandbox prepare", file=sys.stderr)
+        return 2
+    try:
+        calculator = SandboxCalculator()
+        started = time.perf_counter()
+        calculator.start()
+    except ConfigError as error:
+        print(f"sandbox: {error}", file=sys.stderr)
+        return 1
+    try:
+        state = "compiled" if calculator.compiled else "already compiled"
+        print(f"sandbox: {state} in {calculator.cache_dir} ({time.perf_counter() - started:.1f} s)")
+        result = calculator.run("print(6 * 7)")
+        if result.output != "42\n":
+            print(f"sandbox: the check failed: {result.error or result.output!r}", file=sys.stderr)
+            return 1
+    finally:
+        calculator.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
