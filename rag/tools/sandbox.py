@@ -16,6 +16,7 @@ text the model and the person read). It imports neither wasmtime nor the executo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import logging
@@ -115,7 +116,7 @@ def stdlib_folder(runtime: Runtime, cache_dir: Path) -> Path:
     with contextlib.suppress(OSError):
         if [entry.name for entry in own.iterdir()] == [STDLIB_ZIP]:
             return own
-    private = cache_dir / f"stdlib-{runtime.stdlib_zip.stat().st_size}"
+    private = cache_dir / f"stdlib-{hashlib.sha256(runtime.stdlib_zip.read_bytes()).hexdigest()[:16]}"
     if not (private / STDLIB_ZIP).is_file():
         private.mkdir(parents=True, exist_ok=True)
         temporary = private / f".{STDLIB_ZIP}.{os.getpid()}"
@@ -275,7 +276,10 @@ class SandboxCalculator(Calculator):
         if line is None:
             self._stop()  # killed: it may be blocked in a host call, or the machine may be very busy
             return {"wall_stopped": True}
-        answer: dict[str, Any] = json.loads(line)
+        try:
+            answer: dict[str, Any] = json.loads(line)
+        except ValueError:  # half a message: it died while writing
+            return self._died(answered=True)
         return answer
 
     def _died(self, *, answered: bool) -> dict[str, Any]:
@@ -317,14 +321,17 @@ class SandboxCalculator(Calculator):
         }
         # The worker gets no secrets: none of this process's environment but the path to this copy of the code.
         environment = {"PYTHONPATH": str(_ROOT), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-        process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "rag.tools.sandbox_worker", json.dumps(request)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=environment,
-            cwd="/",
-            start_new_session=True,  # a Ctrl-C in the terminal is the app's to handle
-        )
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-P", "-m", "rag.tools.sandbox_worker", json.dumps(request)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=environment,
+                cwd="/",
+                start_new_session=True,  # a Ctrl-C in the terminal is the app's to handle
+            )
+        except OSError as error:
+            raise ConfigError(f"The calculation sandbox could not start its worker process: {error}") from error
         assert process.stdout is not None
         self._process, self._reader = process, _LineReader(process.stdout)
         self.started += 1

@@ -259,7 +259,9 @@ def test_a_flood_on_stderr_is_dropped_and_stopped(calculator: SandboxCalculator)
 def test_a_recursion_is_stopped(calculator: SandboxCalculator) -> None:
     assert calculator.run("def f(n):\n    return f(n + 1)\nf(0)").error.startswith("RecursionError")
     deep = calculator.run("import sys\nsys.setrecursionlimit(10 ** 7)\ndef f(n):\n    return f(n + 1)\nf(0)")
-    assert not deep.ok
+    assert not deep.ok  # Python frames live on the heap: the CPU or the memory limit
+    nested = "import sys\nsys.setrecursionlimit(10 ** 6)\nx = []\nfor _ in range(10 ** 5):\n    x = [x]\nrepr(x)"
+    assert calculator.run(nested).error == "stack limit reached: the recursion is too deep"  # C recursion: a trap
     _works(calculator)
 
 
