@@ -367,3 +367,11 @@ def test_compiled_module_is_cached(tmp_path: Path) -> None:
         assert third.compiled
     finally:
         third.close()
+
+
+def test_prepare_compiles_ahead_and_checks_a_calculation(capsys: pytest.CaptureFixture[str]) -> None:
+    from rag.tools.sandbox import main
+
+    assert main(["prepare"]) == 0
+    assert "compiled in" in capsys.readouterr().out
+    assert main(["something-else"]) == 2
