@@ -375,3 +375,19 @@ def test_prepare_compiles_ahead_and_checks_a_calculation(capsys: pytest.CaptureF
     assert main(["prepare"]) == 0
     assert "compiled in" in capsys.readouterr().out
     assert main(["something-else"]) == 2
+
+
+def test_an_idle_worker_leaves_and_the_next_calculation_starts_another() -> None:
+    calculator = SandboxCalculator(LIMITS, cache_dir=default_cache_dir(), idle_exit_s=0.5)
+    try:
+        _works(calculator)
+        first = calculator.pid
+        assert first is not None
+        deadline = time.monotonic() + 30
+        while calculator.pid is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert calculator.pid is None  # it left on its own
+        _works(calculator)
+        assert calculator.started == 2
+    finally:
+        calculator.close()
