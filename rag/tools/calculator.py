@@ -30,7 +30,10 @@ class Calculator(ABC):
 
     @abstractmethod
     def run(self, code: str) -> Calculation:
-        """Run `code`; never raises for anything the code does (errors and limits come back in the result)."""
+        """Run `code`; never raises for anything the code does (errors and limits come back in the result).
+
+        A calculator that cannot run at all (its runtime's package is missing, its worker cannot start) raises
+        ConfigError, whose message names what is missing."""
 
     def close(self) -> None:  # noqa: B027 (optional: a fake holds nothing)
         """Release what the calculator holds (a compiled module, a worker process)."""
