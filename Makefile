@@ -73,6 +73,7 @@ run: install  ## index and watch DOCS, and serve the page at http://127.0.0.1:85
 # not listed in tests/conftest.py (DOCUMENTED_SKIPS: ../shared absent, root or not) fails the run.
 test: dev lint  ## ruff, mypy --strict, then the whole test suite (no undocumented skips)
 	$(BIN)/python -m rag.index.onnx_runner prepare  # the int8 model, made once per machine and cached (about a minute)
+	$(BIN)/python -m rag.tools.sandbox prepare  # the calculation sandbox's interpreter, compiled once per machine and cached (5-20 s)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: dev  ## ruff and mypy

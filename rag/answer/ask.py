@@ -29,7 +29,7 @@ from rag.answer.packing import gather, nearest, pack_prompt
 from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange, Prompt
 from rag.answer.research import research, research_messages
 from rag.answer.support import SupportScorer
-from rag.errors import LLMError, ToolsUnsupported
+from rag.errors import ConfigError, LLMError, ToolsUnsupported
 from rag.index.index import Index
 from rag.llm.chat import INCOMPLETE, ChatModel, Delta, Message, Usage
 from rag.records import Effort, Filters, Hit
@@ -187,7 +187,11 @@ def _researched(
     if calculator is None:
         from rag.factory import make_calculator
 
-        calculator = make_calculator(settings)
+        try:
+            calculator = make_calculator(settings)
+        except ConfigError as missing:  # the sandbox's packages are not installed: research without it
+            logger.warning("research without calculations: %s", missing)
+            answer.notices.append(f"Calculations are off: {missing}")
     toolbox = Toolbox(index, settings, ledger, calculator)
     messages = research_messages(prompt.conversation)
     answer.mode = "research"
@@ -207,7 +211,7 @@ def _researched(
         yield from _answered_once(quick.messages, chat, effort, answer)
         return quick.passages
     finally:
-        if own_calculator:
+        if own_calculator and calculator is not None:
             calculator.close()
     return ledger.passages
 
