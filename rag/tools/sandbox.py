@@ -263,7 +263,8 @@ class SandboxCalculator(Calculator):
     # ----- the conversation with the worker -----
     def _exchange(self, code: str) -> dict[str, Any]:
         process, reader = self._process, self._reader
-        assert process is not None and process.stdin is not None and reader is not None
+        if process is None or process.stdin is None or reader is None:  # _ensure_started ran just before
+            return self._died(answered=False)
         try:
             process.stdin.write(json.dumps({"code": code}).encode() + b"\n")
             process.stdin.flush()
@@ -332,8 +333,7 @@ class SandboxCalculator(Calculator):
             )
         except OSError as error:
             raise ConfigError(f"The calculation sandbox could not start its worker process: {error}") from error
-        assert process.stdout is not None
-        self._process, self._reader = process, _LineReader(process.stdout)
+        self._process, self._reader = process, _LineReader(process.stdout)  # type: ignore[arg-type]  # PIPE
         self.started += 1
         try:
             line = self._reader.readline(STARTUP_S)

@@ -232,7 +232,8 @@ class Sandbox:
         try:
             instance = self.linker.instantiate(store, self.module)
             start = instance.exports(store)["_start"]
-            assert isinstance(start, Func)
+            if not isinstance(start, Func):
+                raise TypeError("the sandbox's interpreter has no _start function")
             start(store)
         except ExitTrap as exited:
             exit_code = exited.code
