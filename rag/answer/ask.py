@@ -7,6 +7,7 @@ streams; the last event, `Finished`, carries the whole `Answer`.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import replace
@@ -27,11 +28,12 @@ from rag.answer.followup import accept_rewrite, joined_query, needs_context, rew
 from rag.answer.grounding import citations_for, ground_sentences
 from rag.answer.packing import gather, nearest, pack_prompt
 from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange, Prompt
-from rag.answer.research import research, research_messages
+from rag.answer.research import RESEARCH_RULES, research, research_messages
 from rag.answer.support import SupportScorer
 from rag.errors import ConfigError, LLMError, ToolsUnsupported
 from rag.index.index import Index
 from rag.llm.chat import INCOMPLETE, ChatModel, Delta, Message, Usage
+from rag.llm.tokens import count_tokens, estimate_tokens, exact_for
 from rag.records import Effort, Filters, Hit
 from rag.settings import Settings
 from rag.tools.calculator import Calculator
@@ -195,9 +197,13 @@ def _researched(
     toolbox = Toolbox(index, settings, ledger, calculator)
     messages = research_messages(prompt.conversation)
     answer.mode = "research"
+    # The research rules and the tools' definitions (which the server writes into the prompt) take room too.
+    count = count_tokens if exact_for(settings.model) else estimate_tokens
+    overhead = count(RESEARCH_RULES) + sum(count(json.dumps([spec.name, spec.description, spec.parameters]))
+                                           for spec in toolbox.specs)
     try:
         yield from research(messages, chat, toolbox, lambda: ledger.passages, settings.research, effort, answer,
-                            prompt.estimated_tokens, prompt.budget_tokens)
+                            prompt.estimated_tokens + overhead, prompt.budget_tokens)
     except ToolsUnsupported as refusal:
         logger.info("research mode refused: %s", refusal)
         answer.mode = "quick"

@@ -141,6 +141,7 @@ def research(
     reasoning: list[str] = []
     completion_tokens = 0
     while True:
+        answer.estimated_prompt_tokens = used
         if stop_reason is None:
             stop_reason = _limit_reached(answer, limits, clock() - started, used, budget_tokens)
             if stop_reason is not None:

@@ -133,6 +133,38 @@ def test_ask_streams_a_cited_answer_from_ollama(indexed: tuple[Path, dict[str, o
     assert user["content"].rstrip().endswith("Question: How cold does the Zorblax reactor run?")
 
 
+def test_ask_researches_with_tools_and_reports_its_steps(indexed: tuple[Path, dict[str, object]]) -> None:
+    data_dir, _ = indexed
+    question = "How much revenue in 2022, doubled?"
+    with OllamaStandIn() as server:
+        for _ in range(2):  # once with --json, once as text
+            server.enqueue(ScriptedReply(thinking="Search the report.", content="",
+                                         tool_calls=[("browser.search", {"query": "revenue 2022"})]))
+            server.enqueue(ScriptedReply(thinking="Double it.", content="",
+                                         tool_calls=[("run_python", {"code": "print(7 * 2)"})]))
+            server.enqueue(ScriptedReply(content="Revenue was 7 million [1], so doubled it is 14 million."))
+        result = archivist("ask", question, "--json", data_dir=data_dir, env=subprocess_env(OLLAMA_HOST=server.url))
+        text = archivist("ask", question, data_dir=data_dir, env=subprocess_env(OLLAMA_HOST=server.url))
+        offered = server.offered
+        # --steps 0: the one request offers no tools
+        quick = archivist("ask", question, "--steps", "0", "--json", data_dir=data_dir,
+                          env=subprocess_env(OLLAMA_HOST=server.url))
+        assert server.offered[-1] == []
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["mode"] == "research"
+    search, calculation = answer["steps"]
+    assert (search["tool"], search["arguments"]) == ("search", {"query": "revenue 2022"})
+    assert search["summary"].startswith("Searched: revenue 2022") and search["seconds"] >= 0
+    assert calculation["tool"] == "run_python" and calculation["calculation"]["output"].strip() == "14"
+    assert offered[0] == ["browser.search", "browser.open", "browser.find", "run_python"]
+    assert text.returncode == 0, text.stderr
+    assert "(Searched: revenue 2022" in text.stderr and "Calculated" in text.stderr
+    assert "Revenue was 7 million [1]" in text.stdout
+    assert quick.returncode == 0, quick.stderr
+    assert json.loads(quick.stdout)["steps"] == []
+
+
 def test_ask_reports_a_prompt_the_server_cut_and_a_reply_cut_short(indexed: tuple[Path, dict[str, object]]) -> None:
     data_dir, _ = indexed
     with OllamaStandIn() as server:

@@ -140,7 +140,7 @@ def library(tmp_path_factory: pytest.TempPathFactory, real_embedder: SentenceTra
 def answer(index: Index, settings: Settings) -> Answer:
     chat = ScriptedChat()
     chat.enqueue("Entre 60 GB y 80 GB [1].")
-    [finished] = [event for event in ask(QUESTION, index, chat, settings) if isinstance(event, Finished)]
+    [finished] = [event for event in ask(QUESTION, index, chat, settings, mode="quick") if isinstance(event, Finished)]
     return finished.answer
 
 
