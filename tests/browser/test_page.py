@@ -94,7 +94,7 @@ def test_the_supporting_sentence_is_highlighted_and_a_follow_up_uses_the_convers
     expect(answer.get_by_text("Sources")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
 
     answer.get_by_role("link", name="[1]").click()
-    answer.get_by_text("Passage").click()
+    answer.get_by_text("Passage", exact=True).click()
     # The passage shows the sentence that supports the answer on a highlight, the rest of it plainly.
     highlight = answer.locator("span", has_text=FACT).filter(has_not_text="coolant").last
     expect(highlight).to_be_in_viewport()
