@@ -306,7 +306,9 @@ def step_line(step: Step, passages: Sequence[Hit] = ()) -> str:
     calculation = step.calculation
     if calculation is None:
         return f"{step.number}. {line}"
-    parts = [f"{step.number}. {line}", f"    {code(calculation.code.strip())} → {code(calculation.output.strip())}"]
+    parts = [f"{step.number}. {line}"]
+    if "\n" in calculation.code.strip():  # a one-line calculation is all in its summary already
+        parts.append(f"    {code(calculation.code.strip())} → {code(calculation.output.strip())}")
     for operand, labels in calculation.operands.items():
         places = []
         for label in labels[:3]:

@@ -249,7 +249,7 @@ def _run(
     started = clock()
     outcome = toolbox.call(call)
     calculation = None
-    if outcome.code is not None:
+    if outcome.code:  # a calculation (other tools leave it empty)
         calculation = Calculated(outcome.code, outcome.output or "", operand_labels(outcome.code, passages()))
     step = Step(
         number=len(answer.steps) + 1, tool=call.name, arguments=dict(call.arguments), summary=outcome.summary,
