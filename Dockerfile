@@ -20,6 +20,9 @@ RUN pip install -c constraints.txt .
 
 RUN useradd --create-home --uid 10001 archivist && mkdir -p /data && chown archivist /data
 USER archivist
+# Research mode's calculation sandbox: its WebAssembly interpreter compiled once into the user's cache here,
+# rather than at the first calculation.
+RUN python -m rag.tools.sandbox prepare
 VOLUME ["/data"]
 EXPOSE 8501
 # /_stcore/health is exempt from the page's token and answers to 127.0.0.1 (ui/guard.py).
