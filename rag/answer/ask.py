@@ -37,6 +37,8 @@ from rag.llm.tokens import count_tokens, estimate_tokens, exact_for
 from rag.records import Effort, Filters, Hit
 from rag.settings import Settings
 from rag.tools.calculator import Calculator
+from rag.tools.labels import Ledger
+from rag.tools.library import Toolbox
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +183,6 @@ def _researched(
 ) -> Generator[AnswerEvent, None, Sequence[Hit]]:
     """Research mode; returns every passage the model saw, by label. A server that refuses tools gets the
     one-shot answer instead (from `quick_prompt`, packed as quick mode packs), with a notice."""
-    from rag.answer.labels import Ledger
-    from rag.tools.library import Toolbox
-
     ledger = Ledger(prompt.passages)
     own_calculator = calculator is None
     if calculator is None:

@@ -7,7 +7,7 @@
 - `find`: a phrase in a whole document, ignoring case: the matching lines, under their page's label.
 - `python` (when a Calculator is given): model-written code, run in the sandbox.
 
-Every passage and page shown is labelled through the answer's Ledger (rag/answer/labels.py). A call never
+Every passage and page shown is labelled through the answer's Ledger (rag/tools/labels.py). A call never
 raises: misuse (an unknown tool, bad arguments, a label or file the model has not seen) comes back as a
 failed outcome whose text tells the model what was wrong and what to do instead.
 """
@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from rag.answer.labels import Ledger, Line, is_view, text_lines, view_id
-from rag.answer.prompt import neutralise, source_block
 from rag.errors import ArchivistError
 from rag.index.catalog import ChunkRow, DocumentRow
 from rag.index.index import Index
 from rag.llm.chat import ToolCall, ToolSpec
+from rag.quoting import neutralise, source_block
 from rag.records import Filters, Hit
 from rag.search.retrieve import search
 from rag.settings import Settings
 from rag.tools.calculator import Calculator
+from rag.tools.labels import Ledger, Line, is_view, text_lines, view_id
 from rag.tools.specs import FIND, KINDS, OPEN, PYTHON, SEARCH, find_spec, open_spec, python_spec, search_spec
 
 logger = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rag.answer.citations import valid_numbers
-from rag.answer.labels import Ledger, line_citations, text_lines, view_id
 from rag.records import Hit
+from rag.tools.labels import Ledger, line_citations, text_lines, view_id
 
 
 def hit(chunk_id: str, text: str, path: str = "/lib/a.pdf", page: int = 1) -> Hit:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer.labels import Ledger, line_citations
 from rag.index.catalog import Catalog, ChunkRow
 from rag.index.index import FileFacts, Index, NewChunk
 from rag.llm.chat import ToolCall
 from rag.records import Filters
 from rag.search.retrieve import search
 from rag.settings import Settings, load_settings
+from rag.tools.labels import Ledger, line_citations
 from rag.tools.library import Toolbox, ToolOutcome, page_texts, without_overlap
 from tests.fakes import HashingEmbedder, InMemoryVectorStore, ScriptedCalculator
 
