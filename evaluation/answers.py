@@ -38,8 +38,10 @@ _ANSWER_NUMBER = re.compile(r"(?<![\w.])-?\(?\$?\s?\d[\d,]*(?:\.\d+)?\)?")
 
 
 def gold_number(answer: str) -> float | None:
-    """The gold answer's value when it is a single number (percent kept as written: 24.26% is 24.26)."""
-    match = _GOLD_NUMBER.match(answer.replace("−", "-"))
+    """The gold answer's value when it is a single number (percent kept as written: 24.26% is 24.26), alone or
+    as the first sentence of an explained answer ("36%. The answer here assumes FY2023 refers to …")."""
+    text = answer.replace("−", "-")
+    match = _GOLD_NUMBER.match(text) or _GOLD_NUMBER.match(re.split(r"(?<=\.)\s+(?=[A-Z])", text, maxsplit=1)[0])
     if match is None:
         return None
     value = float(match.group("number").replace(",", ""))

@@ -10,6 +10,7 @@ from evaluation.answers import answer_numbers, gold_number, numerically_correct,
 @pytest.mark.parametrize(("gold", "value"), [
     ("$1577.00", 1577.0), ("24.26%", 24.26), ("0.66", 0.66), ("$8.70", 8.7), ("-$3.2 billion", -3.2),
     ("1,234", 1234.0), ("65.4 million", 65.4), ("2.1x", 2.1),
+    ("36%. The answer here assumes FY2023 refers to the 12 months ended on January 28, 2023.", 36.0),
 ])
 def test_gold_answers_that_are_one_number(gold: str, value: float) -> None:
     assert gold_number(gold) == pytest.approx(value)
