@@ -28,7 +28,7 @@ from rag.answer.followup import accept_rewrite, joined_query, needs_context, rew
 from rag.answer.grounding import citations_for, ground_sentences
 from rag.answer.packing import gather, nearest, pack_prompt
 from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange, Prompt
-from rag.answer.research import RESEARCH_RULES, research, research_messages
+from rag.answer.research import RESEARCH_RULES, RESULT_ROOM_TOKENS, research, research_messages
 from rag.answer.support import SupportScorer
 from rag.errors import ConfigError, LLMError, ToolsUnsupported
 from rag.index.index import Index
@@ -114,7 +114,9 @@ def ask(
         yield AnswerDelta(NOT_IN_DOCUMENTS)
         yield Finished(answer)
         return
-    researching = _research_possible(mode or settings.research.mode, chat, answer)
+    # --steps 0 (research.max_steps = 0) is quick mode: no tools to offer.
+    researching = settings.research.max_steps > 0 and _research_possible(mode or settings.research.mode, chat,
+                                                                          answer)
 
     def packed(research_mode: bool) -> Prompt:
         # Research mode starts with less, leaving the window's room for what its tools bring.
@@ -201,15 +203,24 @@ def _researched(
     overhead = count(RESEARCH_RULES) + sum(count(json.dumps([spec.name, spec.description, spec.parameters]))
                                            for spec in toolbox.specs)
     try:
+        if prompt.estimated_tokens + overhead + RESULT_ROOM_TOKENS > prompt.budget_tokens:
+            raise _NoRoom()
         yield from research(messages, chat, toolbox, lambda: ledger.passages, settings.research, effort, answer,
                             prompt.estimated_tokens + overhead, prompt.budget_tokens)
-    except ToolsUnsupported as refusal:
-        logger.info("research mode refused: %s", refusal)
+    except (ToolsUnsupported, _NoRoom) as reason:
+        logger.info("research mode not possible: %s", reason)
         answer.mode = "quick"
-        answer.notices.append(
-            f"The server refused tools for {chat.model}, so it answered in one shot from the passages found "
-            f"({refusal})."
-        )
+        if isinstance(reason, _NoRoom):
+            answer.notices.append(
+                f"The context window (ARCHIVIST_NUM_CTX={settings.num_ctx:,}) leaves no room for what research "
+                "tools would bring, so the model answered in one shot from the passages found. Raise "
+                "ARCHIVIST_NUM_CTX for research mode."
+            )
+        else:
+            answer.notices.append(
+                f"The server refused tools for {chat.model}, so it answered in one shot from the passages found "
+                f"({reason})."
+            )
         quick = quick_prompt()
         answer.estimated_prompt_tokens = quick.estimated_tokens
         yield PassagesFound(quick.passages)
@@ -219,6 +230,10 @@ def _researched(
         if own_calculator and calculator is not None:
             calculator.close()
     return ledger.passages
+
+
+class _NoRoom(Exception):
+    """The context window cannot hold the research prompt and one tool result."""
 
 
 def _check_usage(answer: Answer, settings: Settings) -> None:

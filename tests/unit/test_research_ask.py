@@ -111,3 +111,22 @@ def test_unknown_tools_and_bad_arguments_go_back_to_the_model_as_tool_errors(ind
     assert "browse_web" in results[0] and results[0].startswith("Error")
     assert results[1].startswith("Error")
     assert answer.answer == "It runs at 42 kelvin [1]."
+
+
+def test_a_window_too_small_for_tool_results_answers_in_one_shot(index: Index) -> None:
+    chat = ScriptedChat()
+    chat.enqueue("It runs at 42 kelvin [1].")
+    answer = finish(list(ask("How cold does the Zorblax reactor run?", index, chat, settings(num_ctx=2048),
+                             mode="research", calculator=ScriptedCalculator())))
+    assert answer.mode == "quick" and chat.offered == [[]]
+    assert any("leaves no room for what research tools would bring" in notice for notice in answer.notices)
+    # No note about tools reached the model: it was asked as in quick mode.
+    assert all("No more tools" not in message["content"] for message in chat.history[0][0])
+
+
+def test_no_steps_allowed_is_quick_mode(index: Index) -> None:
+    chat = ScriptedChat()
+    chat.enqueue("It runs at 42 kelvin [1].")
+    answer = finish(list(ask("How cold does the Zorblax reactor run?", index, chat,
+                             settings(research={"max_steps": 0}), mode="research", calculator=ScriptedCalculator())))
+    assert answer.mode == "quick" and chat.offered == [[]] and answer.notices == []
