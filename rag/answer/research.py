@@ -133,10 +133,11 @@ def research(
     `messages` is the conversation so far (changed in place: the calls and results are appended);
     `passages()` gives every passage the model has seen, by label, for tracing a calculation's operands;
     `prompt_tokens` estimates the prompt as it starts and `budget_tokens` what the prompt may grow to.
-    Raises ToolsUnsupported only when the very first request was refused for its tools."""
+    Raises ToolsUnsupported when a request was refused for its tools (the server says so at once, on the first
+    request), and MalformedToolCall only when requests offering no tools failed with it twice."""
     started = clock()
     used = prompt_tokens
-    retried = False
+    retried = retried_without_tools = False
     stop_reason: str | None = None
     reasoning: list[str] = []
     completion_tokens = 0
@@ -164,15 +165,19 @@ def research(
                     calls.append(event)
                 else:
                     usage = event
-        except ToolsUnsupported:
-            if answer.steps or stop_reason is not None:
-                raise
+        except ToolsUnsupported:  # for ask() to answer in one shot
             if content:
                 yield AnswerRetracted("".join(content))
             raise
         except MalformedToolCall as error:
             if content:
                 yield AnswerRetracted("".join(content))
+            if stop_reason is not None:
+                # A model may write a call even when none is offered; once more, then nothing more to try.
+                if retried_without_tools:
+                    raise
+                retried_without_tools = True
+                continue
             if not retried:
                 logger.info("the server could not parse a tool call; asking again (%s)", error)
                 retried = True

@@ -168,3 +168,12 @@ def test_steps_serialise_for_json() -> None:
     data: dict[str, Any] = answer.to_json()
     assert data["steps"][0]["tool"] == "search" and data["steps"][0]["arguments"] == {"query": "x"}
     assert data["steps"][0]["summary"].startswith("Searched:") and data["steps"][0]["seconds"] >= 0
+
+
+def test_a_parse_error_without_tools_offered_ends_the_research_instead_of_looping() -> None:
+    chat = ScriptedChat()
+    for _ in range(4):
+        chat.enqueue("", error=MalformedToolCall("error parsing tool call"))
+    with pytest.raises(MalformedToolCall):
+        run(chat, RecordingToolbox())
+    assert chat.offered == [["search", "python"], ["search", "python"], [], []]
