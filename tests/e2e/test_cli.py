@@ -223,7 +223,7 @@ def test_doctor_reports_every_part_and_the_fix_for_what_is_broken(indexed: tuple
     assert down.returncode == 1, down.stderr
     findings = {f["check"]: f for f in json.loads(down.stdout)["findings"]}
     assert set(findings) == {"python", "packages", "embedding model", "data folder", "index", "language model",
-                             "egress"}
+                             "research mode", "egress"}
     assert findings["language model"]["level"] == "problem" and "ollama serve" in findings["language model"]["detail"]
     assert findings["index"]["level"] == "ok" and "catalog and vectors agree" in findings["index"]["detail"]
     assert findings["egress"]["level"] == "ok"
@@ -233,6 +233,7 @@ def test_doctor_reports_every_part_and_the_fix_for_what_is_broken(indexed: tuple
     assert up.returncode == 0, up.stdout + up.stderr
     assert "[warning] language model: gpt-oss:20b at " in up.stdout
     assert "Lower ARCHIVIST_NUM_CTX to 131,072 or less" in up.stdout
+    assert "research mode: on: gpt-oss:20b may search, open, find and calculate" in up.stdout
 
 
 def test_ask_without_ollama_says_exactly_what_to_do(indexed: tuple[Path, dict[str, object]]) -> None:
