@@ -301,7 +301,7 @@ def test_eval_answers_runs_financebench_questions_through_a_real_llm(
         assert {"numeric_correct", "refusals", "tool_calls_per_question", "supported_share",
                 "seconds_per_answer"} <= set(result)
         for row in result["answers"]:
-            assert row["gold"] and isinstance(row["answer"], str) and row["seconds"] > 0
+            assert row["gold"] and isinstance(row["answer"], str) and isinstance(row["seconds"], float)
         print(f"\n{mode}: " + json.dumps({key: result[key] for key in (
             "numeric_questions", "numeric_correct", "refusals", "tool_calls_per_question", "supported_share",
             "seconds_per_answer")}))
