@@ -28,11 +28,11 @@ from rag.answer.followup import accept_rewrite, joined_query, needs_context, rew
 from rag.answer.grounding import citations_for, ground_sentences
 from rag.answer.packing import gather, nearest, pack_prompt
 from rag.answer.prompt import NOT_IN_DOCUMENTS, Exchange, Prompt
-from rag.answer.research import RESEARCH_RULES, RESULT_ROOM_TOKENS, research, research_messages
+from rag.answer.research import RESEARCH_RULES, RESULT_ROOM_TOKENS, Reply, relay, research, research_messages
 from rag.answer.support import SupportScorer
 from rag.errors import ConfigError, LLMError, ToolsUnsupported
 from rag.index.index import Index
-from rag.llm.chat import INCOMPLETE, ChatModel, Delta, Message, Usage
+from rag.llm.chat import INCOMPLETE, ChatModel, Message
 from rag.llm.tokens import count_tokens, estimate_tokens, exact_for
 from rag.records import Effort, Filters, Hit
 from rag.settings import Settings
@@ -161,22 +161,14 @@ def _answered_once(
     messages: Sequence[Message], chat: ChatModel, effort: Effort, answer: Answer
 ) -> Iterator[AnswerEvent]:
     """Quick mode: one reply, streamed."""
-    reasoning: list[str] = []
-    content: list[str] = []
-    for event in chat.stream(messages, effort):
-        if isinstance(event, Delta):
-            if event.thinking:
-                reasoning.append(event.thinking)
-                yield ReasoningDelta(event.thinking)
-            if event.content:
-                content.append(event.content)
-                yield AnswerDelta(event.content)
-        elif isinstance(event, Usage):
-            answer.prompt_tokens = event.prompt_tokens
-            answer.completion_tokens = event.completion_tokens
-            answer.done_reason = event.done_reason
-    answer.reasoning = "".join(reasoning).strip()
-    answer.answer = "".join(content).strip()
+    reply = Reply()
+    yield from relay(chat.stream(messages, effort), reply)
+    if reply.usage is not None:
+        answer.prompt_tokens = reply.usage.prompt_tokens
+        answer.completion_tokens = reply.usage.completion_tokens
+        answer.done_reason = reply.usage.done_reason
+    answer.reasoning = reply.thinking.strip()
+    answer.answer = reply.content.strip()
 
 
 def _researched(

@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from rag.answer.events import (
@@ -31,7 +31,7 @@ from rag.answer.events import (
 )
 from rag.answer.prompt import estimate_tokens
 from rag.errors import MalformedToolCall, ToolsUnsupported
-from rag.llm.chat import ChatModel, Delta, Message, ToolCall, ToolSpec, Usage
+from rag.llm.chat import ChatModel, Delta, Message, StreamEvent, ToolCall, ToolSpec, Usage
 from rag.llm.harmony import Conversation, chat_messages
 from rag.records import Effort, Hit
 from rag.settings import ResearchSettings
@@ -116,6 +116,41 @@ def operand_labels(code: str, passages: Sequence[Hit]) -> dict[str, list[int]]:
     return found
 
 
+@dataclass
+class Reply:
+    """One streamed reply, gathered as it arrives (so what came before a failure is known too)."""
+
+    thinking_parts: list[str] = field(default_factory=list)
+    content_parts: list[str] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage | None = None
+
+    @property
+    def thinking(self) -> str:
+        return "".join(self.thinking_parts)
+
+    @property
+    def content(self) -> str:
+        return "".join(self.content_parts)
+
+
+def relay(events: Iterable[StreamEvent], reply: Reply) -> Iterator[AnswerEvent]:
+    """Pass a reply's reasoning and answer on to the face as they stream, gathering them, its tool calls and
+    its usage into `reply`: quick mode's one reply and each of research mode's."""
+    for event in events:
+        if isinstance(event, Delta):
+            if event.thinking:
+                reply.thinking_parts.append(event.thinking)
+                yield ReasoningDelta(event.thinking)
+            if event.content:
+                reply.content_parts.append(event.content)
+                yield AnswerDelta(event.content)
+        elif isinstance(event, ToolCall):
+            reply.calls.append(event)
+        else:
+            reply.usage = event
+
+
 def research(
     messages: list[Message],
     chat: ChatModel,
@@ -148,30 +183,16 @@ def research(
             if stop_reason is not None:
                 _tell_to_answer(messages, stop_reason)
         offered: Sequence[ToolSpec] = toolbox.specs if stop_reason is None else ()
-        thinking: list[str] = []
-        content: list[str] = []
-        calls: list[ToolCall] = []
-        usage: Usage | None = None
+        reply = Reply()
         try:
-            for event in chat.stream(messages, effort, offered):
-                if isinstance(event, Delta):
-                    if event.thinking:
-                        thinking.append(event.thinking)
-                        yield ReasoningDelta(event.thinking)
-                    if event.content:
-                        content.append(event.content)
-                        yield AnswerDelta(event.content)
-                elif isinstance(event, ToolCall):
-                    calls.append(event)
-                else:
-                    usage = event
+            yield from relay(chat.stream(messages, effort, offered), reply)
         except ToolsUnsupported:  # for ask() to answer in one shot
-            if content:
-                yield AnswerRetracted("".join(content))
+            if reply.content:
+                yield AnswerRetracted(reply.content)
             raise
         except MalformedToolCall as error:
-            if content:
-                yield AnswerRetracted("".join(content))
+            if reply.content:
+                yield AnswerRetracted(reply.content)
             if stop_reason is not None:
                 # A model may write a call even when none is offered; once more, then nothing more to try.
                 if retried_without_tools:
@@ -185,26 +206,26 @@ def research(
             stop_reason = "the server twice could not read the model's tool call"
             _tell_to_answer(messages, stop_reason)
             continue
+        thinking, text, calls, usage = reply.thinking, reply.content, reply.calls, reply.usage
         if thinking:
-            reasoning.append("".join(thinking).strip())
+            reasoning.append(thinking.strip())
         if usage is not None:
             answer.prompt_tokens = usage.prompt_tokens
             answer.done_reason = usage.done_reason
             completion_tokens += usage.completion_tokens or 0
             if usage.prompt_tokens is not None:
                 used = max(used, usage.prompt_tokens)
-        text = "".join(content)
         if not calls or not offered:
             if calls:
                 logger.info("the model called a tool when none was offered; taking its text as the answer")
             answer.answer = text.strip()
             break
-        if content:
+        if text:
             yield AnswerRetracted(text)  # a preamble to tool calls, not the answer
         # No content on a turn of tool calls: Ollama's gpt-oss template would render it on the `final` channel,
         # telling the model it had already answered.
-        messages.append({"role": "assistant", "content": "", "thinking": "".join(thinking), "tool_calls": calls})
-        used += estimate_tokens(text + "".join(thinking)) + 16 * len(calls)
+        messages.append({"role": "assistant", "content": "", "thinking": thinking, "tool_calls": calls})
+        used += estimate_tokens(text + thinking) + 16 * len(calls)
         for call in calls:
             result = yield from _run(call, toolbox, passages, limits, answer, clock)
             messages.append({"role": "tool", "name": call.name, "call_id": call.id, "content": result})
